@@ -1,0 +1,28 @@
+"""1-D ResNet (batch norm, residual connections) on MNIST-1D.
+
+    jaxdl run mnist1d_resnet
+
+Result (2-core CPU, seed 0): see the README's presets table.
+"""
+
+from jaxdl.configs import base_config
+
+
+def get_config():
+  config = base_config()
+  config.data.name = "mnist1d"
+  config.model.name = "resnet"
+  config.model.stage_sizes = (2, 2, 2)
+  config.model.width = 32
+  config.model.kernel_size = 5
+  config.model.conv_impl = "auto"
+  config.train.steps = 3000
+  config.train.batch_size = 128
+  config.train.eval_every = 500
+  config.optim.name = "adamw"
+  config.optim.learning_rate = 2e-3
+  config.optim.weight_decay = 1e-4
+  config.optim.schedule = "warmup_cosine"
+  config.optim.warmup_steps = 100
+  config.augment.shift = 2
+  return config

@@ -1,0 +1,35 @@
+"""jaxdl: a JAX functional research toolkit.
+
+Flax (Linen) models, Optax optimizers, and training loops whose every step is
+a pure function ``state, metrics = step(state, batch)``, jit-compiled and
+data-parallel over all devices.
+
+    >>> import jaxdl
+    >>> config = jaxdl.base_config()
+    >>> state, metrics = jaxdl.train_and_evaluate(config, "runs/quick")  # doctest: +SKIP
+"""
+
+from jaxdl.configs import apply_overrides, base_config, load_preset
+from jaxdl.data import DATASETS, Dataset, load_dataset, make_augment
+from jaxdl.models import MODELS, get_model
+from jaxdl.optim import make_optimizer, make_schedule
+from jaxdl.supervised import (
+    create_train_state,
+    eval_step,
+    make_evaluate,
+    make_train_chunk,
+    train_and_evaluate,
+    train_step,
+)
+from jaxdl.train import TrainState, plot_learning_curves
+from jaxdl.utils import JaxdlError, param_count, tree_sha256
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DATASETS", "Dataset", "JaxdlError", "MODELS", "TrainState", "apply_overrides",
+    "base_config", "create_train_state", "eval_step", "get_model", "load_dataset",
+    "load_preset", "make_augment", "make_evaluate", "make_optimizer", "make_schedule",
+    "make_train_chunk", "param_count", "plot_learning_curves", "train_and_evaluate",
+    "train_step", "tree_sha256",
+]

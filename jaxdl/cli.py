@@ -1,0 +1,173 @@
+"""``jaxdl`` on the command line: find a preset, apply ``--set``, call its loop.
+
+    jaxdl list
+    jaxdl show PRESET [--set KEY=VALUE ...]
+    jaxdl run PRESET [--workdir DIR] [--set KEY=VALUE ...] [--debug]
+
+Presets are the ``get_config()`` files in the repository's ``experiments/``
+folder (or in ``$JAXDL_PRESETS``, or ``./experiments``); a path to a ``.py``
+file works as a preset too. Bad input exits with code 2 and one line on
+stderr; ``--debug`` shows the traceback instead.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from jaxdl.utils.errors import JaxdlError
+
+
+def preset_dirs() -> list[pathlib.Path]:
+  """Where presets are looked up, in order."""
+  dirs = []
+  if os.environ.get("JAXDL_PRESETS"):
+    dirs.append(pathlib.Path(os.environ["JAXDL_PRESETS"]))
+  dirs.append(pathlib.Path(__file__).resolve().parent.parent / "experiments")  # a source checkout
+  dirs.append(pathlib.Path.cwd() / "experiments")
+  seen, unique = set(), []
+  for d in dirs:
+    if d.is_dir() and d.resolve() not in seen:
+      seen.add(d.resolve())
+      unique.append(d)
+  return unique
+
+
+def find_presets() -> dict[str, pathlib.Path]:
+  """Preset name -> file, the first directory winning on a clash."""
+  presets: dict[str, pathlib.Path] = {}
+  for d in preset_dirs():
+    for path in sorted(d.glob("*.py")):
+      if not path.name.startswith("_"):
+        presets.setdefault(path.stem, path)
+  return presets
+
+
+def resolve_preset(name: str) -> pathlib.Path:
+  if name.endswith(".py"):
+    path = pathlib.Path(name)
+    if not path.is_file():
+      raise JaxdlError(f"preset file not found: {name}")
+    return path
+  presets = find_presets()
+  if name not in presets:
+    import difflib
+    close = difflib.get_close_matches(name, presets, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise JaxdlError(f"unknown preset '{name}'{hint} (run 'jaxdl list' to see them)")
+  return presets[name]
+
+
+def _summary(doc: str) -> str:
+  return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _load(name: str, overrides: Sequence[str]):
+  from jaxdl import configs
+
+  config, doc = configs.load_preset(resolve_preset(name))
+  configs.apply_overrides(config, overrides)
+  return config, doc
+
+
+def cmd_list(args) -> int:
+  import ast
+
+  presets = find_presets()
+  if not presets:
+    raise JaxdlError("no presets found (looked in: experiments/ beside the package and in the "
+                     "current directory; set JAXDL_PRESETS=DIR to add one)")
+  width = max(map(len, presets))
+  for name, path in presets.items():
+    # The docstring is read without running the file: listing stays instant.
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    print(f"{name:<{width}}  {_summary(doc)}")
+  return 0
+
+
+def cmd_show(args) -> int:
+  from jaxdl import configs
+
+  config, _ = _load(args.preset, args.set)
+  print(json.dumps(configs.to_dict(config), indent=2, sort_keys=True))
+  return 0
+
+
+def cmd_run(args) -> int:
+  config, _ = _load(args.preset, args.set)
+  name = pathlib.Path(args.preset).stem
+  workdir = pathlib.Path(args.workdir or os.path.join("runs", name))
+  loop = config.get("loop", "supervised")
+  if loop == "supervised":
+    from jaxdl.supervised import train_and_evaluate
+  else:
+    raise JaxdlError(f"preset '{name}' names an unknown loop '{loop}' (known: supervised)")
+  train_and_evaluate(config, workdir)
+  return 0
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse, but usage errors are one line and exit 2 like every other bad input."""
+
+  def error(self, message):
+    print(f"jaxdl: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+    sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = _Parser(
+      prog="jaxdl", description="jaxdl: a JAX functional research toolkit.")
+  sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                              parser_class=_Parser)
+
+  p = sub.add_parser("list", help="list the presets with a one-line description")
+  p.set_defaults(func=cmd_list)
+
+  def add_common(p):
+    p.add_argument("preset", help="a preset name (see 'jaxdl list') or a path to a .py config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value by dotted key, e.g. --set optim.learning_rate=3e-4")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+  p = sub.add_parser("show", help="print a preset's resolved config as JSON")
+  add_common(p)
+  p.set_defaults(func=cmd_show)
+
+  p = sub.add_parser("run", help="train and evaluate a preset")
+  add_common(p)
+  p.add_argument("--workdir", help="output directory (default: runs/PRESET)")
+  p.set_defaults(func=cmd_run)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Entry point of the ``jaxdl`` command; returns the exit code."""
+  parser = build_parser()
+  try:
+    args = parser.parse_args(argv)
+  except SystemExit as e:  # --help (0) or a usage error (2), already printed
+    return int(e.code or 0)
+  debug = getattr(args, "debug", False)
+  try:
+    return args.func(args)
+  except JaxdlError as e:
+    if debug:
+      raise
+    print(f"jaxdl: error: {e}", file=sys.stderr)
+    return e.exit_code
+  except KeyboardInterrupt:
+    print("jaxdl: interrupted", file=sys.stderr)
+    return 130
+  except Exception as e:  # a bug, not bad input: still one line unless --debug
+    if debug:
+      raise
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    print(f"jaxdl: internal error: {type(e).__name__}: {first} (rerun with --debug for the "
+          f"traceback)", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

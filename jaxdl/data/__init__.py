@@ -1,0 +1,14 @@
+"""Datasets as host arrays, and augmentation that runs on device.
+
+``load_dataset(name, path)`` returns a :class:`Dataset` of NumPy arrays (inputs
+float32 channels last, labels int32); ``make_augment(...)`` builds a pure,
+jittable ``augment(key, x, y_soft)``. Nothing here downloads: the data comes
+from scikit-learn (digits), the ``mnist1d`` generator, or the user's files
+(``.npz``, MNIST IDX, CIFAR-10 batches; writers in :mod:`jaxdl.data.files`).
+"""
+
+from jaxdl.data.augment import make_augment
+from jaxdl.data.dataset import Dataset
+from jaxdl.data.loaders import DATASETS, load_dataset
+
+__all__ = ["DATASETS", "Dataset", "load_dataset", "make_augment"]

@@ -1,0 +1,92 @@
+"""Models by name, for configs and the command line.
+
+A family adds itself with one ``register_model`` call at the bottom of this
+file; research code can register its own modules the same way.
+"""
+
+from collections.abc import Callable
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+
+from jaxdl.models import cnn, mlp, resnet, tcn
+from jaxdl.utils.errors import JaxdlError
+
+# name -> one-line description, in registration order (what `jaxdl list` shows).
+MODELS: dict[str, str] = {}
+_CONSTRUCTORS: dict[str, Callable[..., nn.Module]] = {}
+
+# Dataclass fields of every Linen module that are not model options.
+_NOT_OPTIONS = frozenset({'parent', 'name', 'num_classes'})
+
+
+def register_model(name: str, constructor: Callable[..., nn.Module],
+                   description: str) -> None:
+  """Makes ``get_model(name, num_classes, **options)`` build ``constructor``.
+
+  Args:
+    name: registry name (lower case by convention).
+    constructor: a Linen module class, or a ``functools.partial`` of one
+      (a named variant); called as ``constructor(num_classes, **options)``.
+    description: one line for listings.
+
+  Raises:
+    JaxdlError: ``name`` is taken.
+  """
+  if name in _CONSTRUCTORS:
+    raise JaxdlError(f'model {name!r} is already registered')
+  _CONSTRUCTORS[name] = constructor
+  MODELS[name] = description
+
+
+def model_options(name: str) -> tuple[str, ...]:
+  """Names of the options ``get_model(name, ...)`` accepts."""
+  constructor = _lookup(name)
+  while isinstance(constructor, functools.partial):
+    constructor = constructor.func
+  return tuple(f.name for f in dataclasses.fields(constructor)
+               if f.init and f.name not in _NOT_OPTIONS)
+
+
+def get_model(name: str, num_classes: int, /, **options: Any) -> nn.Module:
+  """Builds the model called ``name``.
+
+  Args:
+    name: a key of ``MODELS``.
+    num_classes: number of logits.
+    **options: fields of the model class (override a variant's defaults).
+
+  Returns:
+    An unbound Linen module: ``model.apply(variables, x, train=...)`` gives
+    float32 logits of shape (B, num_classes).
+
+  Raises:
+    JaxdlError: unknown name, or an option the model does not have.
+  """
+  constructor = _lookup(name)
+  allowed = model_options(name)
+  for key in options:
+    if key not in allowed:
+      raise JaxdlError(
+          f"model {name!r} has no option {key!r} (options: {', '.join(allowed)})")
+  return constructor(num_classes, **options)
+
+
+def _lookup(name: str) -> Callable[..., nn.Module]:
+  try:
+    return _CONSTRUCTORS[name]
+  except (KeyError, TypeError):
+    raise JaxdlError(
+        f"unknown model {name!r} (choices: {', '.join(_CONSTRUCTORS)})") from None
+
+
+register_model('mlp', mlp.MLP, 'multilayer perceptron over flattened inputs')
+register_model('cnn', cnn.CNN, 'conv-act-pool blocks and a dense head (1-D or 2-D)')
+register_model('resnet', resnet.ResNet, 'residual network, configurable stages (1-D or 2-D)')
+register_model('resnet1', resnet.ResNet1, 'tiny ResNet (one stage of one block, width 8) for tests')
+register_model('resnet18', resnet.ResNet18, 'ResNet-18: basic blocks (2, 2, 2, 2), width 64')
+register_model('resnet34', resnet.ResNet34, 'ResNet-34: basic blocks (3, 4, 6, 3), width 64')
+register_model('resnet50', resnet.ResNet50, 'ResNet-50: bottleneck blocks (3, 4, 6, 3), width 64')
+register_model('tcn', tcn.TCN, 'dilated residual 1-D conv net for signals (MNIST-1D)')

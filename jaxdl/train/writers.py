@@ -1,0 +1,89 @@
+"""Where metrics go: ``metrics.jsonl``, TensorBoard event files, the console.
+
+Only process 0 writes; other hosts get a writer that does nothing, so loops
+never branch on the process index themselves.
+"""
+
+import json
+import math
+import os
+import pathlib
+import sys
+from collections.abc import Mapping
+
+import jax
+import numpy as np
+
+
+def _plain(value):
+  """A JSON-able Python scalar (NaN and inf become strings JSON can hold)."""
+  value = np.asarray(value).item() if hasattr(value, "shape") or isinstance(value, np.generic) else value
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+def write_json(path: str | os.PathLike, obj: Mapping) -> None:
+  """Writes JSON atomically (temp file + rename): a crash never leaves half a file."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps({k: _plain(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+class MetricWriter:
+  """Appends scalar metrics to ``metrics.jsonl`` and TensorBoard, keeps a history.
+
+  Args:
+    workdir: the run's directory (created if needed).
+    tensorboard: also write TensorBoard event files under ``workdir/tb``.
+  """
+
+  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = True):
+    self.active = jax.process_index() == 0
+    self.workdir = pathlib.Path(workdir)
+    self.history: list[dict] = []
+    self._tb = None
+    self._jsonl = None
+    if not self.active:
+      return
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # heavy import, only when used
+      self._tb = SummaryWriter(str(self.workdir / "tb"), flush_secs=30)
+
+  def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    """Records scalars (keys like ``train/loss``) at an optimizer step."""
+    record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+    self.history.append(record)
+    if not self.active:
+      return
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      for key, value in record.items():
+        if key != "step" and isinstance(value, (int, float)):
+          self._tb.add_scalar(key, value, int(step))
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def progress_bar(total: int, *, initial: int = 0, desc: str = "train"):
+  """A tqdm bar on stderr (notebook-aware), silent on hosts other than 0."""
+  from tqdm.auto import tqdm
+
+  return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
+              disable=jax.process_index() != 0, file=sys.stderr, mininterval=0.5)
+
+
+def console(message: str) -> None:
+  """One line to stdout from host 0."""
+  if jax.process_index() == 0:
+    print(message, flush=True)

@@ -1,0 +1,210 @@
+"""Conv (both implementations), pooling and small helpers against Flax/XLA."""
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl.models import (ACTIVATIONS, Conv, avg_pool, get_activation,
+                          global_avg_pool, global_max_pool, max_pool)
+from jaxdl.models.layers import resolve_conv_impl
+from jaxdl.utils.errors import JaxdlError
+
+jax.config.update('jax_numpy_rank_promotion', 'raise')
+
+KEY = jax.random.PRNGKey(0)
+
+
+def _normal(shape, seed=0):
+  # NumPy, not jax.random: on CPU each new shape would compile a sampler.
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32))
+
+
+# (input shape, kernel_size, padding, strides, dilation): every combination of
+# 1-D/2-D, SAME/VALID(/CAUSAL), strides 1/2 and dilation 1/2. Odd and uneven
+# sizes exercise the asymmetric SAME padding and strided remainders.
+CONV_CASES = [
+    (shape, ks, padding, s, d)
+    for shape, ks, paddings in [((3, 11, 2), (3,), ('SAME', 'VALID', 'CAUSAL')),
+                                ((2, 9, 10, 3), (3, 2), ('SAME', 'VALID'))]
+    for padding, s, d in itertools.product(paddings, (1, 2), (1, 2))
+]
+
+
+def _random_params(module, x):
+  """Standard-normal parameters in ``module``'s tree (no init computation)."""
+  shapes = jax.eval_shape(module.init, KEY, x)
+  leaves, tree = jax.tree.flatten(shapes)
+  return tree.unflatten([_normal(l.shape, seed) for seed, l in enumerate(leaves)])
+
+
+def _conv_id(case):
+  shape, _, padding, s, d = case
+  return f'{len(shape) - 2}d-{padding}-s{s}-d{d}'
+
+
+@pytest.mark.parametrize('case', CONV_CASES, ids=_conv_id)
+def test_im2col_matches_xla_values_and_gradients(case):
+  shape, ks, padding, s, d = case
+  x = _normal(shape)
+  convs = {impl: Conv(5, ks, strides=s, padding=padding, kernel_dilation=d, impl=impl)
+           for impl in ('xla', 'im2col')}
+  # Random (not initial) parameters: biases start at zero, and a random one
+  # checks that it is added per channel.
+  params = _random_params(convs['xla'], x)
+  cotangent = _normal(jax.eval_shape(convs['xla'].apply, params, x).shape,
+                      seed=2)
+
+  def loss(impl, p, x):
+    return jnp.sum(convs[impl].apply(p, x) * cotangent)
+
+  # One jit per case: eager mode would compile every slice op on its own.
+  @jax.jit
+  def values_and_grads(params, x):
+    return {impl: (convs[impl].apply(params, x),
+                   jax.grad(loss, argnums=(1, 2))(impl, params, x))
+            for impl in convs}
+
+  out = values_and_grads(params, x)
+  for ours, ref in zip(jax.tree.leaves(out['im2col']), jax.tree.leaves(out['xla'])):
+    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+# A few cases suffice: im2col == xla is checked on every case above.
+@pytest.mark.parametrize('case', [CONV_CASES[i] for i in (3, 9, 15, 16)], ids=_conv_id)
+@pytest.mark.parametrize('impl', ['xla', 'im2col'])
+def test_conv_is_interchangeable_with_flax_conv(case, impl):
+  shape, ks, padding, s, d = case
+  x = _normal(shape)
+  ours = Conv(5, ks, strides=s, padding=padding, kernel_dilation=d, impl=impl)
+  flax_conv = nn.Conv(5, ks, strides=s, padding=padding, kernel_dilation=d)
+  # Same tree, names and shapes: 'kernel' (*kernel_size, C_in, F), 'bias' (F,).
+  assert (jax.tree.map(jnp.shape, jax.eval_shape(ours.init, KEY, x))
+          == jax.tree.map(jnp.shape, jax.eval_shape(flax_conv.init, KEY, x))
+          == {'params': {'kernel': (*ks, shape[-1], 5), 'bias': (5,)}})
+  flax_params = _random_params(flax_conv, x)
+  np.testing.assert_allclose(jax.jit(ours.apply)(flax_params, x),
+                             jax.jit(flax_conv.apply)(flax_params, x),
+                             atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('impl', ['xla', 'im2col'])
+@pytest.mark.parametrize('dilation', [1, 3])
+def test_causal_conv_never_sees_the_future(impl, dilation):
+  conv = Conv(4, (3,), padding='CAUSAL', kernel_dilation=dilation, impl=impl)
+  x = _normal((2, 20, 3))
+  params = _random_params(conv, x)
+  apply = jax.jit(conv.apply)
+  y = apply(params, x)
+  assert y.shape == (2, 20, 4)  # causal padding keeps the length
+  for t in (0, 7, 19):
+    changed = x.at[:, t:].set(_normal((2, 20 - t, 3), seed=100 + t))
+    y2 = apply(params, changed)
+    np.testing.assert_array_equal(y2[:, :t], y[:, :t])
+    assert not np.allclose(y2[:, t], y[:, t])  # ... but the present is seen
+
+
+def test_conv_without_bias_and_in_bfloat16():
+  conv = Conv(3, (2, 2), use_bias=False, dtype=jnp.bfloat16, impl='im2col')
+  x = jnp.ones((1, 4, 4, 2))
+  params = jax.jit(conv.init)(KEY, x)
+  assert jax.tree.map(jnp.shape, params) == {'params': {'kernel': (2, 2, 2, 3)}}
+  assert params['params']['kernel'].dtype == jnp.float32  # param_dtype
+  assert jax.jit(conv.apply)(params, x).dtype == jnp.bfloat16
+
+
+def test_conv_errors_name_the_problem():
+  x2d = jnp.ones((1, 5, 5, 1))
+  with pytest.raises(JaxdlError, match=r"padding 'CAUSAL' is for 1-D kernels"):
+    jax.eval_shape(Conv(2, (3, 3), padding='CAUSAL').init, KEY, x2d)
+  with pytest.raises(JaxdlError, match=r"unknown conv padding 'FULL'"):
+    jax.eval_shape(Conv(2, (3, 3), padding='FULL').init, KEY, x2d)
+  with pytest.raises(JaxdlError, match=r"unknown conv impl 'cudnn' \(choices: auto, xla, im2col\)"):
+    jax.eval_shape(Conv(2, (3, 3), impl='cudnn').init, KEY, x2d)
+  with pytest.raises(JaxdlError, match=r'kernel_size \(3,\) expects inputs'):
+    jax.eval_shape(Conv(2, (3,)).init, KEY, x2d)
+  with pytest.raises(JaxdlError, match=r'does not fit inputs of spatial size \(5, 5\)'):
+    jax.eval_shape(Conv(2, (7, 7), padding='VALID').init, KEY, x2d)
+
+
+def test_auto_impl_is_im2col_on_cpu_and_native_elsewhere():
+  assert resolve_conv_impl('auto', backend='cpu') == 'im2col'
+  assert resolve_conv_impl('auto', backend='gpu') == 'xla'
+  assert resolve_conv_impl('auto', backend='tpu') == 'xla'
+  assert resolve_conv_impl('xla', backend='cpu') == 'xla'
+  assert resolve_conv_impl('im2col', backend='tpu') == 'im2col'
+
+
+# (input shape, window): 1-D and 2-D, with remainders that VALID drops.
+POOL_CASES = [((2, 41, 3), 2), ((2, 40, 1), (4,)), ((2, 9, 10, 3), (2, 3)),
+              ((3, 8, 8, 2), 2)]
+
+
+def _flax_window(x, window):
+  nd = x.ndim - 2
+  return (window,) * nd if isinstance(window, int) else tuple(window)
+
+
+@pytest.mark.parametrize('shape,window', POOL_CASES)
+def test_max_pool_matches_flax_values_and_gradient(shape, window):
+  # Continuous random inputs have no ties, so the gradient is unambiguous.
+  x = _normal(shape)
+  w = _flax_window(x, window)
+
+  def flax_pool(x):
+    return nn.max_pool(x, w, strides=w, padding='VALID')
+
+  cotangent = _normal(jax.eval_shape(flax_pool, x).shape, seed=1)
+
+  @jax.jit
+  def values_and_grads(x):
+    return [(pool(x), jax.grad(lambda x: jnp.sum(pool(x) * cotangent))(x))
+            for pool in (lambda x: max_pool(x, window), flax_pool)]
+
+  (ours, our_grad), (ref, ref_grad) = values_and_grads(x)
+  np.testing.assert_array_equal(ours, ref)
+  np.testing.assert_array_equal(our_grad, ref_grad)
+
+
+@pytest.mark.parametrize('shape,window', POOL_CASES)
+def test_avg_pool_matches_flax(shape, window):
+  x = _normal(shape)
+  w = _flax_window(x, window)
+  np.testing.assert_allclose(avg_pool(x, window),
+                             nn.avg_pool(x, w, strides=w, padding='VALID'),
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool_splits_the_gradient_between_tied_maxima():
+  x = jnp.array([1.0, 1.0, 0.0, 2.0]).reshape(1, 4, 1)
+  grad = jax.grad(lambda x: jnp.sum(max_pool(x, 2)))(x)
+  np.testing.assert_array_equal(grad.ravel(), [0.5, 0.5, 0.0, 1.0])
+
+
+def test_pool_errors_name_the_window_and_size():
+  with pytest.raises(JaxdlError, match=(
+      r'max_pool window \(4, 4\) is larger than the spatial size \(3, 8\)')):
+    max_pool(jnp.ones((1, 3, 8, 1)), 4)
+  with pytest.raises(JaxdlError, match=(
+      r'avg_pool window \(2, 2, 2\) has 3 entries for 1 spatial axes')):
+    avg_pool(jnp.ones((1, 8, 1)), (2, 2, 2))
+
+
+def test_global_pools_reduce_all_spatial_axes():
+  x = _normal((2, 3, 4, 5))  # (B, H, W, C)
+  np.testing.assert_allclose(global_avg_pool(x), x.mean(axis=(1, 2)), rtol=1e-6)
+  np.testing.assert_array_equal(global_max_pool(x), x.max(axis=(1, 2)))
+  assert global_avg_pool(x[:, 0]).shape == (2, 5)  # 1-D signals (B, L, C)
+
+
+def test_activations_by_name():
+  x = jnp.linspace(-2.0, 2.0, 9)
+  np.testing.assert_array_equal(get_activation('relu')(x), jnp.maximum(x, 0))
+  np.testing.assert_array_equal(get_activation('tanh')(x), jnp.tanh(x))
+  assert {'relu', 'gelu', 'tanh', 'sigmoid'} <= set(ACTIVATIONS)
+  with pytest.raises(JaxdlError, match=r"unknown activation 'swish2' \(choices: relu, gelu"):
+    get_activation('swish2')
+

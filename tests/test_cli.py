@@ -1,0 +1,141 @@
+"""The command line: listing, running, and one-line errors with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxdl import cli
+from jaxdl.data import files
+
+PRESETS = ["digits_mlp", "digits_cnn", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_resnet", "mnist1d_tcn"]
+TINY = ["--set", "train.steps=8", "--set", "train.log_every=4", "--set", "train.batch_size=64"]
+
+
+def run_cli(capsys, *argv):
+  code = cli.main(list(argv))
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def assert_one_line_error(code, err, *words):
+  assert code == 2
+  lines = err.strip().splitlines()
+  assert len(lines) == 1, err
+  assert lines[0].startswith("jaxdl: error: ")
+  assert "Traceback" not in err
+  for word in words:
+    assert word in lines[0], (word, lines[0])
+
+
+def test_list_names_every_preset_with_a_description(capsys):
+  code, out, _ = run_cli(capsys, "list")
+  assert code == 0
+  rows = {line.split()[0]: line for line in out.strip().splitlines()}
+  for name in PRESETS:
+    assert name in rows
+    assert len(rows[name].split(None, 1)[1]) > 10  # a real one-line description
+
+
+def test_show_applies_overrides(capsys):
+  code, out, _ = run_cli(capsys, "show", "digits_cnn", "--set", "optim.learning_rate=3e-4")
+  assert code == 0
+  assert json.loads(out)["optim"]["learning_rate"] == 3e-4
+
+
+def test_run_writes_outputs(capsys, tmp_path):
+  code, out, err = run_cli(capsys, "run", "digits_mlp", "--workdir", str(tmp_path), *TINY)
+  assert code == 0, err
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  assert metrics["steps"] == 8
+  assert "test_accuracy=" in out
+  assert (tmp_path / "learning_curves.png").exists()
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 8
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "digits_cnnn"], ["unknown preset 'digits_cnnn'", "digits_cnn"]),
+    (["run", "digits_mlp", "--set", "train.sed=1"], ["train.sed", "unknown key"]),
+    (["run", "digits_mlp", "--set", "train.steps=many"], ["train.steps=many", "integer"]),
+    (["run", "digits_mlp", "--set", "train.batch_size=60"], ["train.batch_size=60", "8 devices"]),
+    (["run", "digits_mlp", "--set", "data.name=npz", "--set", "data.path=/nonexistent/x.npz"],
+     ["/nonexistent/x.npz"]),
+    (["run", "digits_mlp", "--set", "data.name=idx", "--set", "data.path=/nonexistent/dir"],
+     ["/nonexistent/dir"]),
+    (["run", "digits_mlp", "--set", "data.name=cifar10", "--set", "data.path=/nonexistent/c"],
+     ["/nonexistent/c"]),
+    (["run", "digits_mlp", "--set", "data.name=imagenet"], ["imagenet"]),
+    (["run", "mnist1d_tcn", "--set", "data.name=digits"], ["tcn", "(8, 8, 1)"]),
+    (["run", "digits_mlp", "--set", "model.activation=swishy"], ["swishy"]),
+    (["frobnicate"], ["frobnicate"]),
+])
+def test_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, words):
+  if argv[0] == "run":
+    argv = argv + ["--workdir", str(tmp_path / "w")]
+  code, _, err = run_cli(capsys, *argv)
+  assert_one_line_error(code, err, *words)
+
+
+@pytest.mark.parametrize("problem, words", [
+    ("missing", ["y_test"]),
+    ("lengths", ["x_train", "y_train", "100", "99"]),
+    ("labels", ["label", "-1"]),
+    ("nan", ["x_train", "finite"]),
+])
+def test_bad_npz_is_one_line_exit_2_and_loses_nothing(capsys, tmp_path, problem, words):
+  rng = np.random.default_rng(0)
+  arrays = {"x_train": rng.normal(size=(100, 6)).astype(np.float32), "y_train": rng.integers(0, 3, 100),
+            "x_test": rng.normal(size=(20, 6)).astype(np.float32), "y_test": rng.integers(0, 3, 20)}
+  if problem == "missing":
+    del arrays["y_test"]
+  elif problem == "lengths":
+    arrays["y_train"] = arrays["y_train"][:99]
+  elif problem == "labels":
+    arrays["y_train"][5] = -1
+  elif problem == "nan":
+    arrays["x_train"][3, 2] = np.nan
+  path = tmp_path / "data.npz"
+  np.savez(path, **arrays)
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "metrics.json").write_text('{"test_accuracy": 0.5}')
+  code, _, err = run_cli(capsys, "run", "digits_mlp", "--workdir", str(workdir),
+                         "--set", "data.name=npz", "--set", f"data.path={path}")
+  assert_one_line_error(code, err, str(path), *words)
+  # Earlier outputs survive bad input untouched, and nothing new is written.
+  assert sorted(p.name for p in workdir.iterdir()) == ["metrics.json"]
+  assert (workdir / "metrics.json").read_text() == '{"test_accuracy": 0.5}'
+
+
+def test_npz_dataset_trains_end_to_end(capsys, tmp_path):
+  rng = np.random.default_rng(0)
+  centers = rng.normal(size=(3, 6)) * 3
+  y = rng.integers(0, 3, 400)
+  x = (centers[y] + rng.normal(size=(400, 6))).astype(np.float32)
+  files.save_npz(tmp_path / "blobs.npz", x[:320], y[:320], x[320:], y[320:])
+  code, _, err = run_cli(capsys, "run", "digits_mlp", "--workdir", str(tmp_path / "run"),
+                         "--set", "data.name=npz", "--set", f"data.path={tmp_path / 'blobs.npz'}",
+                         "--set", "train.steps=60", "--set", "train.batch_size=64",
+                         "--set", "augment.shift=0")
+  assert code == 0, err
+  assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] > 0.9
+
+
+def test_debug_shows_the_traceback(capsys):
+  from jaxdl.utils.errors import JaxdlError
+  with pytest.raises(JaxdlError, match="unknown preset"):
+    cli.main(["run", "nope", "--debug"])
+
+
+def test_python_dash_m_is_the_same_command(repo_root):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  ok = subprocess.run([sys.executable, "-m", "jaxdl", "list"], capture_output=True, text=True,
+                      cwd=repo_root, env=env, timeout=120)
+  assert ok.returncode == 0 and "digits_cnn" in ok.stdout
+  bad = subprocess.run([sys.executable, "-m", "jaxdl", "run", "nope"], capture_output=True,
+                       text=True, cwd=repo_root, env=env, timeout=120)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines() == ["jaxdl: error: unknown preset 'nope' (run 'jaxdl list' to see them)"]
