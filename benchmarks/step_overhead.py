@@ -91,15 +91,17 @@ def main():
       done += n
     return metrics["loss"]
 
-  results = {}
-  for name, fn in (("hand", run_hand), ("jaxdl", run_jaxdl), ("chunk", run_chunk)):
+  paths = {"hand": run_hand, "jaxdl": run_jaxdl, "chunk": run_chunk}
+  for fn in paths.values():
     jax.block_until_ready(fn())  # compile
-    times = []
-    for _ in range(args.repeats):
+  # Interleaved repeats: drift in the machine's speed hits every path alike.
+  times = {name: [] for name in paths}
+  for _ in range(args.repeats):
+    for name, fn in paths.items():
       t = time.perf_counter()
       jax.block_until_ready(fn())
-      times.append(time.perf_counter() - t)
-    results[name] = args.steps / statistics.median(times)
+      times[name].append(time.perf_counter() - t)
+  results = {name: args.steps / statistics.median(ts) for name, ts in times.items()}
 
   print(f"backend={jax.default_backend()} devices={jax.device_count()} model={args.model} "
         f"batch={args.batch} steps={args.steps} repeats={args.repeats}")

@@ -34,6 +34,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.num_devices = 0  # 0: every device (of every host)
   config.train.label_smoothing = 0.0
   config.train.distributed = False  # call jax.distributed.initialize() first (multi-host)
+  config.train.nan_policy = "halt"  # or "skip": drop non-finite updates and go on
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_steps = 500  # 0: only at the end
+  config.checkpoint.max_to_keep = 3
+  config.checkpoint.keep_best = ""  # a metric such as "test/accuracy" to keep the best by
+  config.checkpoint.best_mode = "max"
+  config.checkpoint.resume = True  # false: refuse a non-empty workdir
+  config.checkpoint.async_save = True
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "adam"

@@ -14,7 +14,9 @@ a batch.
 
 import functools
 import json
+import os
 import pathlib
+import signal
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,12 +31,14 @@ import optax
 from jaxdl import data as data_lib
 from jaxdl import models as models_lib
 from jaxdl import optim as optim_lib
+from jaxdl.checkpoint import Checkpointer
 from jaxdl.configs import to_dict
 from jaxdl.train import losses, parallel
-from jaxdl.train.loop import run
+from jaxdl.train import workdir as workdir_lib
+from jaxdl.train.loop import Diverged, run
 from jaxdl.train.plots import plot_learning_curves
 from jaxdl.train.state import TrainState, step_keys
-from jaxdl.train.writers import MetricWriter, console, write_json
+from jaxdl.train.writers import MetricWriter, console, write_json, write_text_atomic
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -63,9 +67,10 @@ def create_train_state(
   init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
   variables = jax.jit(functools.partial(model.init, train=False))(init_rng, sample_x)
   params = variables["params"]
-  return TrainState.create(
+  state = TrainState.create(
       apply_fn=model.apply, params=params, tx=tx,
-      batch_stats=variables.get("batch_stats", {}), rng=run_rng)
+      batch_stats=variables.get("batch_stats", {}), rng=run_rng, skipped=jnp.zeros((), jnp.int32))
+  return state.replace(step=jnp.zeros((), jnp.int32))  # an array leaf, like every other
 
 
 # --------------------------------------------------------------------- steps --
@@ -148,12 +153,44 @@ def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
 # ------------------------------------------------------- device-side epochs --
 
 
+NAN_POLICIES = ("halt", "skip")
+
+
+def _guard(step_fn, nan_policy: str):
+  """Wraps a step so a non-finite update never lands in the state.
+
+  Returns ``step(state, batch) -> (state, metrics, ok, first_bad_leaf)``.
+  Under 'halt' a bad update leaves the state as it was (the loop then stops);
+  under 'skip' only the step counter and ``state.skipped`` move on. The
+  checks are reductions on the device: no host round trip.
+  """
+
+  def guarded(state, batch):
+    new_state, metrics = step_fn(state, batch)
+    leaves = jax.tree_util.tree_leaves(getattr(new_state, "params", {}))
+    leaf_ok = jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]) if leaves else jnp.ones((1,), bool)
+    ok = jnp.all(leaf_ok)
+    for key in ("loss", "grad_norm"):
+      if key in metrics:
+        ok &= jnp.isfinite(metrics[key])
+    first_bad = jnp.where(jnp.all(leaf_ok), -1, jnp.argmin(leaf_ok)).astype(jnp.int32)
+    if nan_policy == "skip":
+      fallback = state.replace(step=state.step + 1, skipped=state.skipped + 1)
+    else:
+      fallback = state
+    new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_state, fallback)
+    return new_state, metrics, ok, first_bad
+
+  return guarded
+
+
 def make_train_chunk(
     step_fn: Callable[[TrainState, Batch], tuple[TrainState, dict]],
     *,
     num_examples: int,
     batch_size: int,
     batch_sharding: jax.sharding.Sharding | None = None,
+    nan_policy: str = "halt",
 ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
   """Builds ``chunk(state, data, n)``: ``n`` steps over on-device data, jit-ready.
 
@@ -163,19 +200,31 @@ def make_train_chunk(
   last ``num_examples % batch_size`` examples of its permutation. ``n`` is a
   traced scalar, so chunks of any length up to one epoch share one compile.
 
+  Non-finite updates (loss, gradient norm or parameters) are caught on the
+  device. Under ``nan_policy='halt'`` the chunk stops at the first one and
+  reports it as ``nonfinite_step`` (the step whose update was dropped) and
+  ``nonfinite_leaf`` (the first bad leaf of ``tree_leaves(params)``), both -1
+  when all was well; under 'skip' the update is dropped, counted in
+  ``state.skipped``, and training goes on.
+
   Args:
     step_fn: ``state, metrics = step_fn(state, batch)``.
     num_examples: N, the training set's size.
     batch_size: B, the global batch.
     batch_sharding: how each gathered batch is laid out (split over devices).
+    nan_policy: 'halt' or 'skip'.
 
   Returns:
-    ``chunk(state, data, n) -> (state, mean metrics over the n steps)``.
+    ``chunk(state, data, n) -> (state, metrics)``: the mean of each metric
+    over the chunk's finite steps, plus the fault report above.
   """
   if batch_size > num_examples:
     raise JaxdlError(
         f"train.batch_size={batch_size} exceeds the {num_examples} training examples")
+  if nan_policy not in NAN_POLICIES:
+    raise JaxdlError(f"train.nan_policy='{nan_policy}' must be one of {', '.join(NAN_POLICIES)}")
   steps_per_epoch = num_examples // batch_size
+  guarded = _guard(step_fn, nan_policy)
 
   def epoch_order(data_root, epoch):
     return jax.random.permutation(jax.random.fold_in(data_root, epoch), num_examples)
@@ -199,14 +248,31 @@ def make_train_chunk(
 
     sample = jax.eval_shape(lambda s: step_fn(s, gather(s.step))[1], state)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), sample)
+    minus_one = jnp.full((), -1, jnp.int32)
 
-    def body(_, carry):
-      state, sums = carry
-      state, metrics = step_fn(state, gather(state.step))
-      return state, jax.tree_util.tree_map(jnp.add, sums, metrics)
+    def body(carry):
+      i, state, sums, count, bad_step, bad_leaf = carry
+      at = state.step
+      state, metrics, ok, first_bad = guarded(state, gather(state.step))
+      sums = jax.tree_util.tree_map(lambda s, v: s + jnp.where(ok, v, jnp.zeros_like(v)), sums, metrics)
+      if nan_policy == "halt":
+        bad_step = jnp.where(ok, bad_step, at.astype(jnp.int32))
+        bad_leaf = jnp.where(ok, bad_leaf, first_bad)
+      return i + 1, state, sums, count + ok.astype(jnp.int32), bad_step, bad_leaf
 
-    state, sums = jax.lax.fori_loop(0, n, body, (state, zeros))
-    return state, jax.tree_util.tree_map(lambda s: s / n, sums)
+    def keep_going(carry):  # a while loop, so 'halt' ends the chunk at once
+      i, _, _, _, bad_step, _ = carry
+      return (i < n) & (bad_step < 0)
+
+    _, state, sums, count, bad_step, bad_leaf = jax.lax.while_loop(
+        keep_going, body, (jnp.zeros((), jnp.int32), state, zeros, jnp.zeros((), jnp.int32),
+                           minus_one, minus_one))
+    metrics = jax.tree_util.tree_map(lambda s: s / jnp.maximum(count, 1), sums)
+    if nan_policy == "halt":
+      metrics.update(nonfinite_step=bad_step, nonfinite_leaf=bad_leaf)
+    if hasattr(state, "skipped"):
+      metrics["skipped"] = state.skipped
+    return state, metrics
 
   chunk.steps_per_epoch = steps_per_epoch
   return chunk
@@ -281,6 +347,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise JaxdlError(f"train.{key}={t[key]} must be > 0")
   if t.eval_every < 0:
     raise JaxdlError(f"train.eval_every={t.eval_every} must be >= 0")
+  if config.checkpoint.every_steps < 0:
+    raise JaxdlError(f"checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0: only at the end)")
   if config.optim.learning_rate <= 0:
     raise JaxdlError(f"optim.learning_rate={config.optim.learning_rate} must be > 0")
   if not 0 <= t.label_smoothing < 1:
@@ -334,7 +402,7 @@ class Experiment:
         label_smoothing=t.label_smoothing, schedule=self.schedule)
     chunk = make_train_chunk(
         self.train_step, num_examples=ds.num_train, batch_size=t.batch_size,
-        batch_sharding=parallel.batch_sharded(self.mesh))
+        batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy)
     self.steps_per_epoch = chunk.steps_per_epoch
     self.chunk = jax.jit(chunk, donate_argnums=(0,))
     self.train_data = parallel.put_replicated(
@@ -346,13 +414,24 @@ class Experiment:
     return self.chunk(state, self.train_data, n)
 
 
+def _param_path(params, leaf: int) -> str:
+  """Dotted path (``params.Dense_0.kernel``) of the leaf-th parameter."""
+  if leaf < 0:
+    return "none (the loss itself)"
+  path, _ = jax.tree_util.tree_flatten_with_path(params)[0][leaf]
+  return "params." + ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[TrainState, dict]:
   """Trains a classifier as the config says and evaluates it on the test set.
 
   Writes into ``workdir``: ``config.json`` (the resolved config),
   ``metrics.jsonl`` (one record per log), TensorBoard events under ``tb/``,
-  ``learning_curves.png``, and ``metrics.json`` (the final metrics, one flat
-  object, including ``params_sha256``).
+  ``checkpoints/`` (Orbax), ``learning_curves.png``, and ``metrics.json``
+  (the final metrics, one flat object, including ``params_sha256``).
+
+  A workdir that already holds this run resumes from its newest intact
+  checkpoint and ends exactly where an uninterrupted run would have.
 
   Args:
     config: a config from ``jaxdl.configs.base_config()`` or a preset.
@@ -360,36 +439,72 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   Returns:
     The final state and the final metrics dict.
+
+  Raises:
+    JaxdlError: bad input (before anything is written), or
+      ``jaxdl.train.loop.Diverged`` under ``train.nan_policy=halt``.
   """
   parallel.maybe_initialize_distributed(config.train.distributed)
   t0 = time.perf_counter()
   exp = Experiment(config)  # every bad input fails here, before anything is written
-  ds, t = exp.dataset, config.train
+  ds, t, c = exp.dataset, config.train, config.checkpoint
   workdir = pathlib.Path(workdir)
+  resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep, async_save=c.async_save,
+                      best_metric=c.keep_best, best_mode=c.best_mode, log=console)
+  state, start = exp.state, 0
+  if resuming:
+    restored = ckpt.restore_latest(jax.device_get(exp.state))
+    if restored is not None:
+      host_state, start = restored
+      state = parallel.put_replicated(host_state, exp.mesh)
+      console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    (workdir / "config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
-  n_params = param_count(exp.state.params)
+    write_text_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+  n_params = param_count(state.params)
   console(f"jaxdl: {config.model.name} ({n_params:,} params) on {ds.name} "
           f"({ds.num_train} train / {ds.num_test} test, inputs {ds.input_shape}, "
           f"{ds.num_classes} classes), {exp.mesh.devices.size} {jax.default_backend()} device(s), "
           f"{t.steps} steps of batch {t.batch_size}")
   eval_every = t.eval_every or exp.steps_per_epoch
-  writer = MetricWriter(workdir)
+  every = c.every_steps
+
+  def save_checkpoint(step, state, metrics):
+    if (every > 0 and step % every == 0) or step == t.steps:
+      ckpt.save(step, state, metrics=metrics)
+      if os.environ.get("JAXDL_FAULT_KILL_AFTER_SAVE") == str(step):  # fault injection for tests
+        os.kill(os.getpid(), signal.SIGKILL)
+
+  writer = MetricWriter(workdir, resume_step=start)
   try:
     state, summary = run(
-        exp.state, total_steps=t.steps, chunk_fn=exp.run_chunk, eval_fn=exp.evaluate,
-        writer=writer, log_every=t.log_every, eval_every=eval_every,
-        max_chunk=exp.steps_per_epoch)
+        state, total_steps=t.steps, chunk_fn=exp.run_chunk, eval_fn=exp.evaluate,
+        writer=writer, log_every=t.log_every, eval_every=eval_every, max_chunk=exp.steps_per_epoch,
+        checkpoint_every=every, hooks=[save_checkpoint])
+  except Diverged as e:
+    ckpt.close()  # the saves already started are good: let them land
+    kept = ckpt.steps()
+    raise Diverged(e.step, e.leaf, 
+        f"non-finite loss or parameters at step {e.step} (first non-finite parameter: "
+        f"{_param_path(state.params, e.leaf)}); the update was not applied; last good checkpoint: "
+        f"{f'step {kept[-1]}' if kept else 'none'} (train.nan_policy=skip drops such updates)") from None
   finally:
     writer.close()
+  ckpt.close()
+  last_train = next((r for r in reversed(writer.history) if "train/loss" in r), {})
+  test = ({"test/loss": summary["test/loss"], "test/accuracy": summary["test/accuracy"]}
+          if "test/loss" in summary else {f"test/{k}": v for k, v in exp.evaluate(state).items()})
+  steps_done = int(jax.device_get(state.step))
   final = {
-      "test_accuracy": summary["test/accuracy"],
-      "test_loss": summary["test/loss"],
-      "train_loss": summary["train/loss"],
-      "train_accuracy": summary["train/accuracy"],
-      "steps": int(jax.device_get(state.step)),
-      "epochs": int(jax.device_get(state.step)) / exp.steps_per_epoch,
+      "test_accuracy": test["test/accuracy"],
+      "test_loss": test["test/loss"],
+      "train_loss": last_train.get("train/loss", float("nan")),
+      "train_accuracy": last_train.get("train/accuracy", float("nan")),
+      "steps": steps_done,
+      "epochs": steps_done / exp.steps_per_epoch,
+      "skipped_steps": int(jax.device_get(state.skipped)),
+      "resumed_from_step": start,
       "wall_seconds": time.perf_counter() - t0,
       "train_seconds": summary["wall_seconds"],
       "first_chunk_seconds": summary["first_chunk_seconds"],

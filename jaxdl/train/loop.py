@@ -13,10 +13,27 @@ import jax
 import numpy as np
 
 from jaxdl.train.writers import MetricWriter, progress_bar
+from jaxdl.utils.errors import JaxdlError
 
 ChunkFn = Callable[[Any, int], tuple[Any, Mapping[str, jax.Array]]]
 EvalFn = Callable[[Any], Mapping[str, float]]
 Hook = Callable[[int, Any, Mapping[str, float]], None]
+
+
+class Diverged(JaxdlError):
+  """A non-finite loss, gradient or parameter under ``train.nan_policy=halt``.
+
+  Attributes:
+    step: the step whose update was non-finite (not applied).
+    leaf: index, in ``tree_leaves(params)`` order, of the first parameter
+      that went non-finite (-1 if only the loss did).
+  """
+
+  exit_code = 3
+
+  def __init__(self, step: int, leaf: int, message: str = ""):
+    super().__init__(message or f"non-finite loss or parameters at step {step}")
+    self.step, self.leaf = step, leaf
 
 
 def _boundaries(start: int, total: int, every: Sequence[int]) -> list[int]:
@@ -38,6 +55,7 @@ def run(
     log_every: int,
     eval_every: int,
     max_chunk: int,
+    checkpoint_every: int = 0,
     hooks: Sequence[Hook] = (),
     desc: str = "train",
 ) -> tuple[Any, dict]:
@@ -52,6 +70,8 @@ def run(
     log_every: steps between training logs.
     eval_every: steps between evaluations (the final step is always evaluated).
     max_chunk: the longest chunk ``chunk_fn`` supports (e.g. one epoch).
+    checkpoint_every: steps between checkpoints; chunks end there too, so a
+      resumed run splits the rest of training exactly as the original did.
     hooks: called as ``hook(step, state, metrics)`` after every chunk.
     desc: the progress bar's label.
 
@@ -61,7 +81,7 @@ def run(
     ``steps_per_second`` measured after the first chunk.
   """
   start = int(jax.device_get(state.step))
-  stops = _boundaries(start, total_steps, (log_every, eval_every))
+  stops = _boundaries(start, total_steps, (log_every, eval_every, checkpoint_every))
   summary: dict[str, float] = {}
   t_start = time.perf_counter()
   t_first = None
@@ -73,7 +93,12 @@ def run(
         n = min(stop - step, max_chunk)
         state, metrics = chunk_fn(state, np.int32(n))
         step += n
-      metrics = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+        metrics = dict(metrics)
+        bad_step, bad_leaf = metrics.pop("nonfinite_step", None), metrics.pop("nonfinite_leaf", None)
+        if bad_step is not None and int(bad_step) >= 0:  # one host sync per chunk, not per step
+          raise Diverged(int(bad_step), int(bad_leaf))
+      metrics = jax.device_get(metrics)
+      metrics = {f"train/{k}": float(v) for k, v in metrics.items()}
       if t_first is None:
         t_first = time.perf_counter() - t_start
         step_first = step

@@ -15,10 +15,12 @@ class TrainState(train_state.TrainState):
       without BatchNorm).
     rng: the run's root PRNG key. It never changes: each step draws from
       ``fold_in(rng, step)``, so a resumed run draws the same numbers.
+    skipped: how many updates ``train.nan_policy=skip`` dropped.
   """
 
   batch_stats: Any = flax.struct.field(default_factory=dict)
   rng: jax.Array = None
+  skipped: jax.Array = 0
 
   def variables(self, params=None) -> dict:
     """The variables dict for ``apply_fn`` (with ``params`` swapped in if given)."""

@@ -23,12 +23,17 @@ def _plain(value):
   return value
 
 
-def write_json(path: str | os.PathLike, obj: Mapping) -> None:
-  """Writes JSON atomically (temp file + rename): a crash never leaves half a file."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+  """Writes a file atomically (temp file + rename): a crash never leaves half a file."""
   path = pathlib.Path(path)
   tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps({k: _plain(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
+  tmp.write_text(text)
   os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, obj: Mapping) -> None:
+  """Writes a flat dict as JSON, atomically."""
+  write_text_atomic(path, json.dumps({k: _plain(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
 
 
 class MetricWriter:
@@ -37,9 +42,13 @@ class MetricWriter:
   Args:
     workdir: the run's directory (created if needed).
     tensorboard: also write TensorBoard event files under ``workdir/tb``.
+    resume_step: the step a resumed run restarts from: earlier records are
+      kept (and loaded into ``history``), later ones, written after that
+      checkpoint by the interrupted run, are dropped so each step appears
+      once. 0 starts a fresh log.
   """
 
-  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = True):
+  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = True, resume_step: int = 0):
     self.active = jax.process_index() == 0
     self.workdir = pathlib.Path(workdir)
     self.history: list[dict] = []
@@ -48,10 +57,22 @@ class MetricWriter:
     if not self.active:
       return
     self.workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+    path = self.workdir / "metrics.jsonl"
+    if resume_step and path.exists():
+      for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+          record = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+          continue
+        if record.get("step", 0) <= resume_step:
+          self.history.append(record)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in self.history))
+    self._jsonl = open(path, "a", encoding="utf-8")
     if tensorboard:
       from tensorboardX import SummaryWriter  # heavy import, only when used
-      self._tb = SummaryWriter(str(self.workdir / "tb"), flush_secs=30)
+      # purge_step hides events an interrupted run wrote after its checkpoint.
+      self._tb = SummaryWriter(str(self.workdir / "tb"), flush_secs=30,
+                               purge_step=resume_step + 1 if resume_step else None)
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     """Records scalars (keys like ``train/loss``) at an optimizer step."""

@@ -1,0 +1,66 @@
+"""One run per workdir: fresh start, exact resume, or a one-line refusal.
+
+A workdir holds one run. Running the same command again resumes it from its
+latest intact checkpoint. Changing anything that alters the result (model,
+data, seed, optimizer, augmentation) is refused rather than silently mixing
+two runs; changing only how long it trains or how often it logs is allowed.
+"""
+
+import json
+import pathlib
+from typing import Any
+
+from jaxdl.configs import flatten
+from jaxdl.utils.errors import JaxdlError
+
+# Keys that may differ on resume: they change when things happen or where,
+# never what a step computes. (train.num_devices changes float rounding only.)
+HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batch_size",
+            "train.num_devices", "train.distributed", "train.nan_policy", "checkpoint.")
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Dotted keys whose values differ and matter, sorted."""
+  a, b = flatten(saved), flatten(current)
+  keys = {k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>")}
+  return sorted(k for k in keys if not any(k == h or (h.endswith(".") and k.startswith(h)) for h in HARMLESS))
+
+
+def check(workdir: str | pathlib.Path, config: dict[str, Any], *, resume: bool) -> bool:
+  """Decides whether a run may use ``workdir``; writes nothing.
+
+  Args:
+    workdir: the run's directory.
+    config: the resolved config as a plain dict.
+    resume: ``checkpoint.resume``.
+
+  Returns:
+    True when the workdir holds an earlier run of this config (resume from
+    it), False when it is new or empty.
+
+  Raises:
+    JaxdlError: the workdir holds something this run must not touch.
+  """
+  workdir = pathlib.Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise JaxdlError(f"workdir {workdir} is a file, not a directory")
+  if not workdir.is_dir() or not any(workdir.iterdir()):
+    return False
+  if not resume:
+    raise JaxdlError(f"workdir {workdir} is not empty and checkpoint.resume=false: "
+                     f"choose another --workdir or empty it")
+  saved_path = workdir / "config.json"
+  if not saved_path.is_file():
+    raise JaxdlError(f"workdir {workdir} is not empty and holds no jaxdl run (no config.json): "
+                     f"choose another --workdir")
+  try:
+    saved = json.loads(saved_path.read_text())
+  except (OSError, ValueError) as e:
+    raise JaxdlError(f"{saved_path} is unreadable ({e}); choose another --workdir") from None
+  diffs = config_differences(saved, config)
+  if diffs:
+    shown = ", ".join(f"{k} ({flatten(saved).get(k, '<absent>')!r} -> {flatten(config).get(k, '<absent>')!r})"
+                      for k in diffs[:6]) + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+    raise JaxdlError(f"workdir {workdir} holds a run with a different config: {shown}; "
+                     f"resume with the same config or choose another --workdir")
+  return True

@@ -1,0 +1,241 @@
+"""Checkpoints: exact resume after SIGKILL, integrity, fallback, divergence."""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl import checkpoint, cli, configs, models, optim, supervised
+from jaxdl.utils.errors import JaxdlError
+
+# A small, fast run: digits MLP, checkpoints every 40 steps.
+RUN = ["--set", "model.hidden=(64,)", "--set", "train.steps=200", "--set", "train.batch_size=64",
+       "--set", "train.log_every=20", "--set", "train.eval_every=40",
+       "--set", "checkpoint.every_steps=40", "--set", "checkpoint.max_to_keep=10"]
+COMPARED = ("params_sha256", "test_accuracy", "test_loss", "train_loss", "train_accuracy", "steps")
+
+
+def config_from(argv):
+  config, _ = configs.load_preset(pathlib.Path(__file__).parent.parent / "experiments" / "digits_mlp.py")
+  return configs.apply_overrides(config, [v for i, v in enumerate(argv) if argv[i - 1] == "--set"])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """The uninterrupted run every interrupted one must reproduce."""
+  workdir = tmp_path_factory.mktemp("reference")
+  _, metrics = supervised.train_and_evaluate(config_from(RUN), workdir)
+  return metrics
+
+
+def same_result(workdir, reference):
+  final = json.loads((workdir / "metrics.json").read_text())
+  for key in COMPARED:
+    assert final[key] == reference[key], key
+
+
+def jaxdl_cmd(workdir, *extra):
+  return [sys.executable, "-m", "jaxdl", "run", "digits_mlp", "--workdir", str(workdir), *RUN, *extra]
+
+
+def test_round_trip_is_exact(tmp_path):
+  model = models.get_model("cnn", 10, features=(4,), hidden=(8,), use_batchnorm=True)
+  tx = optim.make_optimizer("adamw", optim.make_schedule("cosine", 1e-3, 10), weight_decay=1e-4, clip_norm=1.0)
+  state = supervised.create_train_state(model, tx, jax.random.PRNGKey(3), jnp.zeros((2, 8, 8, 1)))
+  step = jax.jit(lambda s, b: supervised.train_step(s, b, num_classes=10))
+  state, _ = step(state, {"x": jnp.ones((4, 8, 8, 1)), "y": jnp.arange(4)})
+  ckpt = checkpoint.Checkpointer(tmp_path / "c")
+  ckpt.save(1, state)
+  ckpt.close()
+  fresh = supervised.create_train_state(model, tx, jax.random.PRNGKey(9), jnp.zeros((2, 8, 8, 1)))
+  restored, at = checkpoint.Checkpointer(tmp_path / "c").restore_latest(fresh)
+  assert at == 1
+  assert int(restored.step) == 1
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state)):
+    np.testing.assert_array_equal(a, b)
+  assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(state)
+
+
+def test_structure_mismatch_lists_the_paths(tmp_path):
+  def state_of(hidden):
+    model = models.get_model("mlp", 10, hidden=hidden)
+    return supervised.create_train_state(model, optim.make_optimizer("sgd", 0.1), jax.random.PRNGKey(0),
+                                         jnp.zeros((2, 8, 8, 1)))
+  ckpt = checkpoint.Checkpointer(tmp_path / "c")
+  ckpt.save(5, state_of((16,)))
+  ckpt.close()
+  with pytest.raises(JaxdlError) as info:
+    checkpoint.Checkpointer(tmp_path / "c").restore_latest(state_of((16, 8)))
+  message = str(info.value)
+  assert "\n" not in message and "step 5" in message
+  assert "params.Dense_0.kernel" not in message  # same shape: not a difference
+  assert "params.Dense_1.kernel (checkpoint (16, 10), model (16, 8))" in message
+  assert "params.Dense_2.kernel (not in checkpoint)" in message
+
+
+def test_partial_restore_for_a_new_head(tmp_path):
+  body = models.get_model("mlp", 10, hidden=(16,))
+  state = supervised.create_train_state(body, optim.make_optimizer("sgd", 0.1), jax.random.PRNGKey(0),
+                                        jnp.zeros((2, 8, 8, 1)))
+  ckpt = checkpoint.Checkpointer(tmp_path / "c")
+  ckpt.save(3, state)
+  ckpt.close()
+  new = models.get_model("mlp", 4, hidden=(16,)).init(jax.random.PRNGKey(1), jnp.zeros((2, 8, 8, 1)),
+                                                      train=False)["params"]
+  merged, restored = checkpoint.restore_params(tmp_path / "c", new, exclude=("Dense_1.*",))
+  assert restored == ["Dense_0.bias", "Dense_0.kernel"]
+  np.testing.assert_array_equal(merged["Dense_0"]["kernel"], state.params["Dense_0"]["kernel"])
+  np.testing.assert_array_equal(merged["Dense_1"]["kernel"], new["Dense_1"]["kernel"])
+  with pytest.raises(JaxdlError, match="Dense_1.kernel"):
+    checkpoint.restore_params(tmp_path / "c", new)  # the head's shape differs
+
+
+def _wait_for(path, proc, timeout=120):
+  t = time.time()
+  while not path.exists():
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert time.time() - t < timeout
+    time.sleep(0.02)
+
+
+def test_sigkill_then_same_command_resumes_exactly(tmp_path, reference):
+  workdir = tmp_path / "run"
+  slow = ["--set", "train.steps=200"]  # same run; the kill lands wherever it lands
+  proc = subprocess.Popen(jaxdl_cmd(workdir, *slow), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  _wait_for(workdir / "checkpoints" / "40", proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "metrics.json").exists()
+  done = subprocess.run(jaxdl_cmd(workdir), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert "jaxdl: resuming from step" in done.stdout
+  same_result(workdir, reference)
+  # The log has each step once: records after the restored step were dropped.
+  steps = [json.loads(l)["step"] for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert steps == sorted(set(steps)) and steps[-1] == 200
+
+
+def test_kill_during_an_async_save_resumes_exactly(tmp_path, reference):
+  workdir = tmp_path / "run"
+  env = {**os.environ, "JAXDL_FAULT_KILL_AFTER_SAVE": "120"}
+  killed = subprocess.run(jaxdl_cmd(workdir), env=env, capture_output=True, text=True, timeout=300)
+  assert killed.returncode == -signal.SIGKILL
+  done = subprocess.run(jaxdl_cmd(workdir), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  same_result(workdir, reference)
+
+
+def _damage(step_dir: pathlib.Path, kind: str):
+  files = sorted((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  biggest = files[-1]  # the array data
+  if kind == "deleted":
+    biggest.unlink()
+  elif kind == "truncated":
+    data = biggest.read_bytes()
+    biggest.write_bytes(data[: len(data) // 2])
+  elif kind == "overwritten":
+    data = bytearray(biggest.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 16] = bytes(16)  # same length, bytes zeroed in the middle
+    biggest.write_bytes(bytes(data))
+  elif kind == "metadata":
+    (step_dir / "_CHECKPOINT_METADATA").unlink()
+
+
+@pytest.mark.parametrize("kind", ["deleted", "truncated", "overwritten", "metadata"])
+def test_damaged_latest_falls_back_and_completes_identically(tmp_path, reference, capsys, kind):
+  workdir = tmp_path / "run"
+  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN]) == 0
+  _damage(workdir / "checkpoints" / "200", kind)
+  (workdir / "metrics.json").unlink()
+  capsys.readouterr()
+  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN]) == 0
+  out = capsys.readouterr().out
+  notice = [l for l in out.splitlines() if l.startswith("jaxdl: checkpoint at step")]
+  assert len(notice) == 1 and "step 200" in notice[0]
+  assert "resuming from step 160" in out
+  same_result(workdir, reference)
+  # The damaged checkpoint is kept, moved aside with the reason.
+  assert (workdir / "checkpoints_damaged" / "200").is_dir()
+  assert (workdir / "checkpoints_damaged" / "200.reason.txt").read_text().strip()
+
+
+def test_overwritten_bytes_are_caught_by_our_checksum(tmp_path):
+  # Write raw (uncompressed) data and flip bytes inside an array: Orbax alone
+  # would restore the wrong values silently.
+  state = {"w": np.arange(4096, dtype=np.float32)}
+  ckpt = checkpoint.Checkpointer(tmp_path / "c")
+  ckpt.save(1, state)
+  ckpt.close()
+  flat = checkpoint.to_host(state)
+  restored = checkpoint.Checkpointer(tmp_path / "c").restore_flat(1, flat)
+  np.testing.assert_array_equal(restored["w"], state["w"])
+  saved = checkpoint.Checkpointer(tmp_path / "c").read_manifest(1)
+  saved["w"]["sha256"] = "0" * 64
+  with pytest.raises(checkpoint.CheckpointDamaged, match="w fails its SHA-256"):
+    c = checkpoint.Checkpointer(tmp_path / "c")
+    c.read_manifest = lambda step: saved
+    c.restore_flat(1, flat)
+
+
+def test_config_change_that_alters_results_is_refused(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.steps=40"]) == 0
+  before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  capsys.readouterr()
+  code = cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.seed=3",
+                   "--set", "optim.learning_rate=0.1"])
+  err = capsys.readouterr().err
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert "optim.learning_rate" in err and "train.seed" in err and "train.steps" not in err
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+  # More steps is harmless: it resumes and continues.
+  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.steps=80"]) == 0
+  assert json.loads((workdir / "metrics.json").read_text())["steps"] == 80
+  assert "resuming from step 40" in capsys.readouterr().out
+
+
+def test_resume_false_refuses_a_non_empty_workdir(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.steps=40"]) == 0
+  capsys.readouterr()
+  code = cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "checkpoint.resume=false"])
+  err = capsys.readouterr().err
+  assert code == 2 and str(workdir) in err and "not empty" in err
+
+
+def test_nan_halt_stops_names_the_parameter_and_keeps_the_good_checkpoint(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  # The learning rate jumps from 1e-3 to 1e29 at step 100 (a step schedule
+  # with a factor of 1e32): the run diverges right after the checkpoint at 80.
+  code = cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN,
+                   "--set", "optim.schedule=step", "--set", "optim.boundaries=(0.5,)",
+                   "--set", "optim.decay_factor=1e32"])
+  err = capsys.readouterr().err
+  assert code == 3, err
+  lines = [l for l in err.splitlines() if l.startswith("jaxdl: error:")]  # the rest is the progress bar
+  assert len(lines) == 1 and "Traceback" not in err
+  assert "non-finite" in lines[0] and "params." in lines[0] and "last good checkpoint: step 80" in lines[0]
+  assert "step 10" in lines[0]  # step 100 or 101
+  kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert kept == [40, 80]
+  assert not (workdir / "metrics.json").exists()
+
+
+def test_nan_skip_drops_updates_and_goes_on(tmp_path):
+  config = config_from(RUN)
+  config.optim.learning_rate = 1e30
+  config.train.nan_policy = "skip"
+  config.train.steps = 40
+  state, metrics = supervised.train_and_evaluate(config, tmp_path)
+  assert metrics["skipped_steps"] > 0 and metrics["steps"] == 40
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(state.params))
