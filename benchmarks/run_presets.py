@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def main():
     accs, walls = [], []
     for seed in args.seeds:
       workdir = ROOT / "runs" / "bench" / f"{name}-s{seed}"
+      shutil.rmtree(workdir, ignore_errors=True)  # a fresh run each time, not a resume
       cmd = [sys.executable, "-m", "jaxdl", "run", name, "--workdir", str(workdir),
              "--set", f"train.seed={seed}"] + [x for s in args.set for x in ("--set", s)]
       t = time.perf_counter()

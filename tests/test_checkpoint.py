@@ -239,3 +239,16 @@ def test_nan_skip_drops_updates_and_goes_on(tmp_path):
   state, metrics = supervised.train_and_evaluate(config, tmp_path)
   assert metrics["skipped_steps"] > 0 and metrics["steps"] == 40
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(state.params))
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  argv = ["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.steps=40"]
+  assert cli.main(argv) == 0
+  first = json.loads((workdir / "metrics.json").read_text())
+  capsys.readouterr()
+  assert cli.main(argv) == 0
+  assert "resuming from step 40" in capsys.readouterr().out
+  again = json.loads((workdir / "metrics.json").read_text())
+  for key in COMPARED:
+    assert again[key] == first[key], key
