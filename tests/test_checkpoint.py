@@ -252,3 +252,18 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path, capsys):
   again = json.loads((workdir / "metrics.json").read_text())
   for key in COMPARED:
     assert again[key] == first[key], key
+
+
+def test_keep_best_keeps_the_step_with_the_best_metric(tmp_path):
+  config = config_from(RUN)
+  config.checkpoint.keep_best = "test/accuracy"
+  config.train.steps = 120
+  supervised.train_and_evaluate(config, tmp_path)
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  evals = [(r["test/accuracy"], -r["step"]) for r in records if "test/accuracy" in r]
+  best_step = -max(evals)[1]  # the earliest step reaching the best accuracy
+  kept = [int(p.name) for p in (tmp_path / "checkpoints_best").iterdir() if p.name.isdigit()]
+  assert len(kept) == 1
+  best_acc = max(evals)[0]
+  assert [a for a, s in evals if -s == kept[0]] == [best_acc]
+  assert kept[0] in {-s for a, s in evals if a == best_acc} and best_step <= kept[0]
