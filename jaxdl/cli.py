@@ -3,6 +3,7 @@
     jaxdl list
     jaxdl show PRESET [--set KEY=VALUE ...]
     jaxdl run PRESET [--workdir DIR] [--set KEY=VALUE ...] [--debug]
+    jaxdl sample WORKDIR --prompt TEXT [--length N] [--temperature T]
 
 Presets are the ``get_config()`` files in the repository's ``experiments/``
 folder (or in ``$JAXDL_PRESETS``, or ``./experiments``); a path to a ``.py``
@@ -18,6 +19,15 @@ import sys
 from collections.abc import Sequence
 
 from jaxdl.utils.errors import JaxdlError
+
+
+# config.loop -> the module whose ``train_and_evaluate(config, workdir)`` runs it.
+LOOPS = {
+    "supervised": "jaxdl.supervised",
+    "lm": "jaxdl.lm",
+    "gan": "jaxdl.gan",
+    "dqn": "jaxdl.rl",
+}
 
 
 def preset_dirs() -> list[pathlib.Path]:
@@ -100,11 +110,22 @@ def cmd_run(args) -> int:
   name = pathlib.Path(args.preset).stem
   workdir = pathlib.Path(args.workdir or os.path.join("runs", name))
   loop = config.get("loop", "supervised")
-  if loop == "supervised":
-    from jaxdl.supervised import train_and_evaluate
-  else:
-    raise JaxdlError(f"preset '{name}' names an unknown loop '{loop}' (known: supervised)")
+  if loop not in LOOPS:
+    raise JaxdlError(f"preset '{name}' names an unknown loop '{loop}' "
+                     f"(known: {', '.join(LOOPS)})")
+  import importlib
+
+  train_and_evaluate = importlib.import_module(LOOPS[loop]).train_and_evaluate
   train_and_evaluate(config, workdir)
+  return 0
+
+
+def cmd_sample(args) -> int:
+  from jaxdl.lm import sample_from_workdir
+
+  text = sample_from_workdir(args.workdir, prompt=args.prompt, length=args.length,
+                             temperature=args.temperature, seed=args.seed)
+  print(args.prompt + text)
   return 0
 
 
@@ -139,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
   add_common(p)
   p.add_argument("--workdir", help="output directory (default: runs/PRESET)")
   p.set_defaults(func=cmd_run)
+
+  p = sub.add_parser("sample", help="generate text with a trained language model")
+  p.add_argument("workdir", help="the workdir of a finished language-model run")
+  p.add_argument("--prompt", required=True, help="the text to continue")
+  p.add_argument("--length", type=int, default=200, help="characters to generate (default 200)")
+  p.add_argument("--temperature", type=float, default=0.8,
+                 help="softmax temperature; 0 is greedy (default 0.8)")
+  p.add_argument("--seed", type=int, default=0, help="the sampling seed")
+  p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+  p.set_defaults(func=cmd_sample)
   return parser
 
 

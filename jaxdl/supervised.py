@@ -12,6 +12,7 @@ state's key, and batches are gathered on the device, so the host never touches
 a batch.
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -422,6 +423,103 @@ def _param_path(params, leaf: int) -> str:
   return "params." + ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
+@dataclasses.dataclass
+class Fitted:
+  """What :func:`fit` hands back to a loop's ``train_and_evaluate``.
+
+  Attributes:
+    state: the final state (on the devices).
+    summary: ``jaxdl.train.loop.run``'s summary (last metrics, timings).
+    history: every record written to ``metrics.jsonl`` by this process.
+    start: the step this process started from (0 unless it resumed).
+    checkpoint_saves, checkpoint_seconds: checkpoints written, and the time
+      training waited on them.
+  """
+
+  state: Any
+  summary: dict
+  history: list
+  start: int
+  checkpoint_saves: int
+  checkpoint_seconds: float
+
+
+def fit(
+    exp: Any,
+    workdir: str | pathlib.Path,
+    *,
+    eval_fn: Callable[[Any], Mapping[str, float]],
+    headline: Callable[[Any], str],
+    on_start: Callable[[bool], None] | None = None,
+) -> Fitted:
+  """Trains an experiment in ``workdir``: the part every loop shares.
+
+  Checks the workdir (fresh start, resume of the same config, or a one-line
+  refusal), restores the newest intact checkpoint, writes ``config.json``,
+  runs ``jaxdl.train.loop.run`` over ``exp.run_chunk`` with checkpoints every
+  ``checkpoint.every_steps`` and at the end, and turns a divergence into a
+  one-line error naming the parameter and the last good checkpoint.
+
+  Args:
+    exp: built experiment: ``config``, ``state`` (replicated over
+      ``mesh``), ``mesh``, ``run_chunk(state, n)``, ``steps_per_epoch``.
+    workdir: the run's output directory.
+    eval_fn: ``state -> metrics`` on the held-out data.
+    headline: ``state -> str``, the line printed before training starts.
+    on_start: called with ``resuming`` once the workdir is accepted and
+      before anything is written (a loop's own files, or its own refusals).
+
+  Returns:
+    A :class:`Fitted`.
+  """
+  config = exp.config
+  t, c = config.train, config.checkpoint
+  workdir = pathlib.Path(workdir)
+  resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
+  if on_start is not None:
+    on_start(resuming)
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep, async_save=c.async_save,
+                      best_metric=c.keep_best, best_mode=c.best_mode, log=console)
+  state, start = exp.state, 0
+  if resuming:
+    restored = ckpt.restore_latest(jax.device_get(exp.state))
+    if restored is not None:
+      host_state, start = restored
+      state = parallel.put_replicated(host_state, exp.mesh)
+      console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
+  workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:
+    write_text_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+  console(headline(state))
+  eval_every = t.eval_every or exp.steps_per_epoch
+  every = c.every_steps
+
+  def save_checkpoint(step, state, metrics):
+    if (every > 0 and step % every == 0) or step == t.steps:
+      ckpt.save(step, state, metrics=metrics)
+      if os.environ.get("JAXDL_FAULT_KILL_AFTER_SAVE") == str(step):  # fault injection for tests
+        os.kill(os.getpid(), signal.SIGKILL)
+
+  writer = MetricWriter(workdir, resume_step=start)
+  try:
+    state, summary = run(
+        state, total_steps=t.steps, chunk_fn=exp.run_chunk, eval_fn=eval_fn,
+        writer=writer, log_every=t.log_every, eval_every=eval_every, max_chunk=exp.steps_per_epoch,
+        checkpoint_every=every, hooks=[save_checkpoint])
+  except Diverged as e:
+    ckpt.close()  # the saves already started are good: let them land
+    kept = ckpt.steps()
+    raise Diverged(e.step, e.leaf,
+        f"non-finite loss or parameters at step {e.step} (first non-finite parameter: "
+        f"{_param_path(state.params, e.leaf)}); the update was not applied; last good checkpoint: "
+        f"{f'step {kept[-1]}' if kept else 'none'} (train.nan_policy=skip drops such updates)") from None
+  finally:
+    writer.close()
+  ckpt.close()
+  return Fitted(state=state, summary=summary, history=writer.history, start=start,
+                checkpoint_saves=ckpt.saves, checkpoint_seconds=ckpt.blocking_seconds)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[TrainState, dict]:
   """Trains a classifier as the config says and evaluates it on the test set.
 
@@ -447,52 +545,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   parallel.maybe_initialize_distributed(config.train.distributed)
   t0 = time.perf_counter()
   exp = Experiment(config)  # every bad input fails here, before anything is written
-  ds, t, c = exp.dataset, config.train, config.checkpoint
+  ds, t = exp.dataset, config.train
   workdir = pathlib.Path(workdir)
-  resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
-  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep, async_save=c.async_save,
-                      best_metric=c.keep_best, best_mode=c.best_mode, log=console)
-  state, start = exp.state, 0
-  if resuming:
-    restored = ckpt.restore_latest(jax.device_get(exp.state))
-    if restored is not None:
-      host_state, start = restored
-      state = parallel.put_replicated(host_state, exp.mesh)
-      console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
-  workdir.mkdir(parents=True, exist_ok=True)
-  if jax.process_index() == 0:
-    write_text_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
-  n_params = param_count(state.params)
-  console(f"jaxdl: {config.model.name} ({n_params:,} params) on {ds.name} "
-          f"({ds.num_train} train / {ds.num_test} test, inputs {ds.input_shape}, "
-          f"{ds.num_classes} classes), {exp.mesh.devices.size} {jax.default_backend()} device(s), "
-          f"{t.steps} steps of batch {t.batch_size}")
-  eval_every = t.eval_every or exp.steps_per_epoch
-  every = c.every_steps
-
-  def save_checkpoint(step, state, metrics):
-    if (every > 0 and step % every == 0) or step == t.steps:
-      ckpt.save(step, state, metrics=metrics)
-      if os.environ.get("JAXDL_FAULT_KILL_AFTER_SAVE") == str(step):  # fault injection for tests
-        os.kill(os.getpid(), signal.SIGKILL)
-
-  writer = MetricWriter(workdir, resume_step=start)
-  try:
-    state, summary = run(
-        state, total_steps=t.steps, chunk_fn=exp.run_chunk, eval_fn=exp.evaluate,
-        writer=writer, log_every=t.log_every, eval_every=eval_every, max_chunk=exp.steps_per_epoch,
-        checkpoint_every=every, hooks=[save_checkpoint])
-  except Diverged as e:
-    ckpt.close()  # the saves already started are good: let them land
-    kept = ckpt.steps()
-    raise Diverged(e.step, e.leaf, 
-        f"non-finite loss or parameters at step {e.step} (first non-finite parameter: "
-        f"{_param_path(state.params, e.leaf)}); the update was not applied; last good checkpoint: "
-        f"{f'step {kept[-1]}' if kept else 'none'} (train.nan_policy=skip drops such updates)") from None
-  finally:
-    writer.close()
-  ckpt.close()
-  last_train = next((r for r in reversed(writer.history) if "train/loss" in r), {})
+  n_params = param_count(exp.state.params)
+  fitted = fit(exp, workdir, eval_fn=exp.evaluate, headline=lambda state: (
+      f"jaxdl: {config.model.name} ({n_params:,} params) on {ds.name} "
+      f"({ds.num_train} train / {ds.num_test} test, inputs {ds.input_shape}, "
+      f"{ds.num_classes} classes), {exp.mesh.devices.size} {jax.default_backend()} device(s), "
+      f"{t.steps} steps of batch {t.batch_size}"))
+  state, summary = fitted.state, fitted.summary
+  last_train = next((r for r in reversed(fitted.history) if "train/loss" in r), {})
   test = ({"test/loss": summary["test/loss"], "test/accuracy": summary["test/accuracy"]}
           if "test/loss" in summary else {f"test/{k}": v for k, v in exp.evaluate(state).items()})
   steps_done = int(jax.device_get(state.step))
@@ -504,13 +566,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "steps": steps_done,
       "epochs": steps_done / exp.steps_per_epoch,
       "skipped_steps": int(jax.device_get(state.skipped)),
-      "resumed_from_step": start,
+      "resumed_from_step": fitted.start,
       "wall_seconds": time.perf_counter() - t0,
       "train_seconds": summary["wall_seconds"],
       "first_chunk_seconds": summary["first_chunk_seconds"],
       "steps_per_second": summary.get("steps_per_second", 0.0),
-      "checkpoint_saves": ckpt.saves,
-      "checkpoint_seconds": ckpt.blocking_seconds,  # time training waited on checkpoints
+      "checkpoint_saves": fitted.checkpoint_saves,
+      "checkpoint_seconds": fitted.checkpoint_seconds,  # time training waited on checkpoints
       "params_sha256": tree_sha256(state.params),
       "param_count": n_params,
       "num_devices": int(exp.mesh.devices.size),
@@ -521,7 +583,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   }
   if jax.process_index() == 0:
     write_json(workdir / "metrics.json", final)
-    plot_learning_curves(writer.history, workdir / "learning_curves.png",
+    plot_learning_curves(fitted.history, workdir / "learning_curves.png",
                          title=f"{config.model.name} on {ds.name}")
   console(f"test_accuracy={final['test_accuracy']:.4f} test_loss={final['test_loss']:.4f} "
           f"({final['steps']} steps, {final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")

@@ -5,10 +5,14 @@ float32 channels last, labels int32); ``make_augment(...)`` builds a pure,
 jittable ``augment(key, x, y_soft)``. Nothing here downloads: the data comes
 from scikit-learn (digits), the ``mnist1d`` generator, or the user's files
 (``.npz``, MNIST IDX, CIFAR-10 batches; writers in :mod:`jaxdl.data.files`).
+Text for language models comes from :mod:`jaxdl.data.text` (``load_text``):
+the Python standard library's own source, or a user's text file.
 """
 
 from jaxdl.data.augment import make_augment
 from jaxdl.data.dataset import Dataset
 from jaxdl.data.loaders import DATASETS, load_dataset
+from jaxdl.data.text import TEXT_DATASETS, TextCorpus, load_text
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "make_augment"]
+__all__ = ["DATASETS", "Dataset", "TEXT_DATASETS", "TextCorpus", "load_dataset", "load_text",
+           "make_augment"]

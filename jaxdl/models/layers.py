@@ -378,3 +378,35 @@ def check_spatial_fits(model: str, x: jax.Array, out_sizes: Sequence[int],
         f'model {model!r}: inputs of spatial size {tuple(x.shape[1:-1])} '
         f'shrink to zero through {how}')
 
+
+# ----------------------------------------------------------------- sequences --
+
+
+def length_mask(lengths: jax.Array | None, batch: int, steps: int) -> jax.Array:
+  """True at valid steps: (B, T) from lengths (B,), all True for None."""
+  if lengths is None:
+    return jnp.ones((batch, steps), bool)
+  return jnp.arange(steps)[None, :] < lengths[:, None]
+
+
+def as_sequence(model: str, x: jax.Array) -> jax.Array:
+  """(B, T, C) from signals (B, L, C), or from images (B, H, W, C) read row by row."""
+  nd = check_input_rank(model, x, (1, 2))
+  if nd == 2:
+    # Each image row is one time step of W * C features: the classic
+    # row-by-row MNIST RNN.
+    x = x.reshape(x.shape[0], x.shape[1], -1)  # (B, H, W * C)
+  return x
+
+
+def masked_pool(ys: jax.Array, mask: jax.Array, how: str) -> jax.Array:
+  """Mean or max over the valid steps of (B, T, D) -> (B, D).
+
+  ``jnp.where`` rather than a product, so whatever sits at padded steps (even
+  inf or NaN) never reaches the result.
+  """
+  valid = mask[:, :, None]  # (B, T, 1)
+  if how == 'mean':
+    total = jnp.where(valid, ys, 0).sum(axis=1)  # (B, D)
+    return total / jnp.maximum(mask.sum(axis=1, keepdims=True), 1).astype(ys.dtype)
+  return jnp.where(valid, ys, jnp.finfo(ys.dtype).min).max(axis=1)  # (B, D)

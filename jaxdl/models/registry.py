@@ -11,7 +11,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from jaxdl.models import cnn, mlp, resnet, tcn
+from jaxdl.models import cnn, mlp, resnet, rnn, tcn, transformer
 from jaxdl.utils.errors import JaxdlError
 
 # name -> one-line description, in registration order (what `jaxdl list` shows).
@@ -90,3 +90,13 @@ register_model('resnet18', resnet.ResNet18, 'ResNet-18: basic blocks (2, 2, 2, 2
 register_model('resnet34', resnet.ResNet34, 'ResNet-34: basic blocks (3, 4, 6, 3), width 64')
 register_model('resnet50', resnet.ResNet50, 'ResNet-50: bottleneck blocks (3, 4, 6, 3), width 64')
 register_model('tcn', tcn.TCN, 'dilated residual 1-D conv net for signals (MNIST-1D)')
+register_model('rnn', rnn.SimpleRNN, 'Elman (tanh) RNN sequence classifier; stacked, bidirectional, masked')
+register_model('lstm', rnn.LSTM, 'LSTM sequence classifier; stacked, bidirectional, masked')
+register_model('gru', rnn.GRU, 'GRU sequence classifier; stacked, bidirectional, masked')
+register_model('transformer', transformer.TransformerClassifier,
+               'pre-LayerNorm Transformer encoder over a sequence, pooled, classified')
+register_model('rnn_lm', rnn.SimpleRNNLanguageModel, 'tanh RNN next-token language model (B, T) -> (B, T, V)')
+register_model('lstm_lm', rnn.LSTMLanguageModel, 'LSTM next-token language model (B, T) -> (B, T, V)')
+register_model('gru_lm', rnn.GRULanguageModel, 'GRU next-token language model (B, T) -> (B, T, V)')
+register_model('transformer_lm', transformer.TransformerLanguageModel,
+               'causal Transformer decoder language model (B, T) -> (B, T, V)')

@@ -14,11 +14,15 @@ from jaxdl.utils.errors import JaxdlError
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 
-# Registry names -> the per-example input shapes the model takes.
-SIGNAL, IMAGE = (40, 1), (8, 8, 1)
+# Registry names -> the per-example input shapes the model takes. TOKENS:
+# a language model, integer tokens (T,) in, next-token logits (T, V) out.
+SIGNAL, IMAGE, TOKENS = (40, 1), (8, 8, 1), (40,)
 REQUIRED = {'mlp': (SIGNAL, IMAGE), 'cnn': (SIGNAL, IMAGE),
             'resnet': (SIGNAL, IMAGE), 'resnet1': (SIGNAL, IMAGE),
-            'resnet18': (SIGNAL, IMAGE), 'tcn': (SIGNAL,)}
+            'resnet18': (SIGNAL, IMAGE), 'tcn': (SIGNAL,),
+            'rnn': (SIGNAL, IMAGE), 'lstm': (SIGNAL, IMAGE), 'gru': (SIGNAL, IMAGE),
+            'transformer': (SIGNAL, IMAGE), 'rnn_lm': (TOKENS,), 'lstm_lm': (TOKENS,),
+            'gru_lm': (TOKENS,), 'transformer_lm': (TOKENS,)}
 
 
 def test_required_names_are_registered_with_one_line_descriptions():
@@ -33,11 +37,13 @@ def test_every_model_gives_float32_logits_on_signals_and_images(name):
   # model produces for MNIST-1D signals and 8x8 digits, where its rank allows.
   model = get_model(name, 10)
   for shape in REQUIRED.get(name, (SIGNAL, IMAGE)):
-    x = jnp.zeros((4, *shape))
+    tokens = shape is TOKENS
+    x = jnp.zeros((4, *shape), jnp.int32 if tokens else jnp.float32)
     variables = jax.eval_shape(functools.partial(model.init, train=False),
                                jax.random.PRNGKey(0), x)
     logits = jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
-    assert logits.shape == (4, 10) and logits.dtype == jnp.float32, (name, shape)
+    want = (4, 40, 10) if tokens else (4, 10)
+    assert logits.shape == want and logits.dtype == jnp.float32, (name, shape)
 
 
 def test_get_model_builds_the_class_with_options_over_variant_defaults():
