@@ -37,7 +37,7 @@ from jaxdl.configs import to_dict
 from jaxdl.train import losses, parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.loop import Diverged, run
-from jaxdl.train.plots import plot_learning_curves
+from jaxdl.train.plots import plot_attention_maps, plot_gradient_norms, plot_learning_curves
 from jaxdl.train.state import TrainState, step_keys
 from jaxdl.train.writers import MetricWriter, console, write_json, write_text_atomic
 from jaxdl.utils.errors import JaxdlError
@@ -520,13 +520,36 @@ def fit(
                 checkpoint_saves=ckpt.saves, checkpoint_seconds=ckpt.blocking_seconds)
 
 
+def _plot_sequence_model(exp: Experiment, state: TrainState, workdir: pathlib.Path) -> None:
+  """``input_gradients.png`` for a recurrent classifier, ``attention.png`` for a Transformer.
+
+  The first shows how much gradient reaches each input step (the vanishing
+  gradient of a tanh RNN), on the first 256 test examples; the second each
+  layer's and head's attention on the first test example.
+  """
+  model, ds, name = exp.model, exp.dataset, exp.config.model.name
+  variables = jax.device_get(state.variables())
+  if isinstance(model, models_lib.RNNClassifier):
+    x, y = ds.x_test[:256], ds.y_test[:256]
+    norms = jax.jit(functools.partial(models_lib.input_gradient_norms, model.apply))(variables, x, y)
+    plot_gradient_norms({name: np.asarray(norms)}, workdir / "input_gradients.png",
+                        title=f"{name} on {ds.name}: gradient reaching each input step")
+  elif isinstance(model, models_lib.TransformerClassifier):
+    maps = jax.jit(functools.partial(models_lib.attention_maps, model))(variables, ds.x_test[:1])
+    plot_attention_maps(np.stack([np.asarray(m[0]) for m in maps]), workdir / "attention.png",
+                        title=f"{name} on {ds.name}: attention on test example 0 "
+                              f"(label {int(ds.y_test[0])})")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[TrainState, dict]:
   """Trains a classifier as the config says and evaluates it on the test set.
 
   Writes into ``workdir``: ``config.json`` (the resolved config),
   ``metrics.jsonl`` (one record per log), TensorBoard events under ``tb/``,
-  ``checkpoints/`` (Orbax), ``learning_curves.png``, and ``metrics.json``
-  (the final metrics, one flat object, including ``params_sha256``).
+  ``checkpoints/`` (Orbax), ``learning_curves.png``, ``input_gradients.png``
+  (recurrent models) or ``attention.png`` (Transformers), and
+  ``metrics.json`` (the final metrics, one flat object, including
+  ``params_sha256``).
 
   A workdir that already holds this run resumes from its newest intact
   checkpoint and ends exactly where an uninterrupted run would have.
@@ -585,6 +608,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     write_json(workdir / "metrics.json", final)
     plot_learning_curves(fitted.history, workdir / "learning_curves.png",
                          title=f"{config.model.name} on {ds.name}")
+    _plot_sequence_model(exp, state, workdir)
   console(f"test_accuracy={final['test_accuracy']:.4f} test_loss={final['test_loss']:.4f} "
           f"({final['steps']} steps, {final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")
   return state, final

@@ -51,3 +51,8 @@ def test_preset_learns(repo_root, tmp_path, name):
   _, metrics = supervised.train_and_evaluate(config, tmp_path)
   assert metrics["test_accuracy"] > bar, metrics
   assert metrics["train_loss"] < 2.2  # below log(10), the loss of a uniform guess
+  # Sequence models also draw what is particular to them.
+  plot = {"rnn": "input_gradients.png", "lstm": "input_gradients.png", "gru": "input_gradients.png",
+          "transformer": "attention.png"}.get(config.model.name)
+  if plot:
+    assert (tmp_path / plot).stat().st_size > 10_000, plot
