@@ -451,6 +451,7 @@ def fit(
     eval_fn: Callable[[Any], Mapping[str, float]],
     headline: Callable[[Any], str],
     on_start: Callable[[bool], None] | None = None,
+    desc: str = "train",
 ) -> Fitted:
   """Trains an experiment in ``workdir``: the part every loop shares.
 
@@ -462,18 +463,23 @@ def fit(
 
   Args:
     exp: built experiment: ``config``, ``state`` (replicated over
-      ``mesh``), ``mesh``, ``run_chunk(state, n)``, ``steps_per_epoch``.
+      ``mesh``), ``mesh``, ``run_chunk(state, n)``, ``steps_per_epoch`` (the
+      longest chunk), and optionally ``param_path(state, leaf) -> str``.
     workdir: the run's output directory.
     eval_fn: ``state -> metrics`` on the held-out data.
     headline: ``state -> str``, the line printed before training starts.
     on_start: called with ``resuming`` once the workdir is accepted and
       before anything is written (a loop's own files, or its own refusals).
+    desc: the progress bar's label.
 
   Returns:
     A :class:`Fitted`.
   """
   config = exp.config
   t, c = config.train, config.checkpoint
+  # Names the leaf a divergence points at; a state without ``params`` (a
+  # GAN's two networks) says how its leaves are numbered.
+  param_path = getattr(exp, "param_path", None) or (lambda state, leaf: _param_path(state.params, leaf))
   workdir = pathlib.Path(workdir)
   resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
   if on_start is not None:
@@ -505,13 +511,13 @@ def fit(
     state, summary = run(
         state, total_steps=t.steps, chunk_fn=exp.run_chunk, eval_fn=eval_fn,
         writer=writer, log_every=t.log_every, eval_every=eval_every, max_chunk=exp.steps_per_epoch,
-        checkpoint_every=every, hooks=[save_checkpoint])
+        checkpoint_every=every, hooks=[save_checkpoint], desc=desc)
   except Diverged as e:
     ckpt.close()  # the saves already started are good: let them land
     kept = ckpt.steps()
     raise Diverged(e.step, e.leaf,
         f"non-finite loss or parameters at step {e.step} (first non-finite parameter: "
-        f"{_param_path(state.params, e.leaf)}); the update was not applied; last good checkpoint: "
+        f"{param_path(state, e.leaf)}); the update was not applied; last good checkpoint: "
         f"{f'step {kept[-1]}' if kept else 'none'} (train.nan_policy=skip drops such updates)") from None
   finally:
     writer.close()

@@ -41,8 +41,11 @@ def test_every_preset_has_the_common_keys(repo_root):
   for path in presets:
     config, doc = configs.load_preset(path)
     flat = configs.flatten(config)
-    for key in ("train.seed", "train.steps", "train.batch_size", "optim.learning_rate",
-                "data.name", "data.path", "model.name"):
+    # A Q-learning run counts environment steps and reads an environment, not a dataset.
+    rl = config.get("loop") == "dqn"
+    for key in ("train.seed", "train.env_steps" if rl else "train.steps", "train.batch_size",
+                "optim.learning_rate", *(("env.id",) if rl else ("data.name", "data.path")),
+                "model.name"):
       assert key in flat, f"{path.name} lacks {key}"
     # The docstring states the command and the result it reaches.
     assert f"jaxdl run {path.stem}" in doc, path.name

@@ -1,0 +1,198 @@
+"""The fully-jitted path: a JAX environment and the whole run in one compiled loop.
+
+purejaxrl style: ``make_train(config)`` returns ``train(rng)``, a pure function
+of one seed's key that runs the whole training (environment steps, replay,
+updates) inside ``lax`` loops; ``jax.jit(jax.vmap(train))(keys)`` runs many
+seeds at once. For checkpoints, the same run is cut into chunks:
+:class:`Runner` exposes ``init(keys)`` and ``chunk(state, n)`` (``n``
+iterations for every seed), and the host saves the whole state (params,
+target params, optimizer state, replay buffer, environment state, keys, step)
+between chunks; since every key is ``fold_in(rng, step)``, a resumed run is
+bit-identical to an uninterrupted one.
+"""
+
+import concurrent.futures
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import struct
+
+from jaxdl import envs as envs_lib
+from jaxdl.rl import agent as agent_lib
+from jaxdl.rl.config import Setup, build
+
+
+@struct.dataclass
+class RunState:
+  """All seeds together: ``seeds`` is an :class:`Agent` with a leading (S,) axis."""
+
+  step: jax.Array  # () int32, iterations done (the same for every seed)
+  seeds: agent_lib.Agent
+
+
+class Runner:
+  """One config's jitted DQN on a JAX-native environment.
+
+  Attributes:
+    env, env_params: the environment.
+    setup: network, optimizer, schedules and sizes (``jaxdl.rl.config.Setup``).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.env, self.env_params = envs_lib.make(config.env.id)
+    self.config = config
+    self.setup: Setup = build(config, self.env.num_actions)
+    self.num_envs = config.env.num_envs
+
+  # -- one seed
+
+  def init_one(self, key: jax.Array) -> agent_lib.Agent:
+    """One seed's initial agent; its environments reset from ``fold_in(key, 2)``."""
+    reset_keys = jax.random.split(jax.random.fold_in(key, 2), self.num_envs)
+    obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(reset_keys, self.env_params)
+    return agent_lib.init_agent(self.setup, key, obs, env_state)
+
+  def iteration(self, agent: agent_lib.Agent, step, learn: bool | None = None):
+    """Acts, steps the E environments once, stores, and learns.
+
+    Args:
+      agent: one seed's state.
+      step: the iteration's number, unbatched (all seeds share it): it picks
+        the buffer row (see ``buffer.add``) and, with ``learn=None``, whether
+        to learn (``step >= warmup``) through a ``lax.cond`` that stays a
+        real branch under ``vmap``.
+      learn: force learning on or off (static), or None to decide by ``step``.
+    """
+    action = agent_lib.act(self.setup, agent)
+    _, k_env, k_learn = agent_lib.iteration_keys(agent)
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(
+        self.env.step, in_axes=(0, 0, 0, None))(jax.random.split(k_env, self.num_envs), agent.env_state,
+                                                action, self.env_params)
+    agent, stats = agent_lib.record(
+        self.setup, agent.replace(env_state=env_state), action, reward, info["final_obs"], obs, terminated,
+        truncated, row=agent_lib.buffer_row(self.setup, step))
+    learn_fn = functools.partial(agent_lib.learn, self.setup)
+    if learn is None:
+      agent, sums = jax.lax.cond(step >= self.setup.warmup_iterations, learn_fn, agent_lib.no_learning,
+                                 agent, k_learn)
+    else:
+      agent, sums = (learn_fn if learn else agent_lib.no_learning)(agent, k_learn)
+    return agent, {**stats, **sums}
+
+  def chunk_one(self, agent: agent_lib.Agent, n, start, learn: bool | None = None):
+    """``n`` iterations from iteration ``start`` (both unbatched; ``n`` may be
+    traced, so one compile serves every length)."""
+    sample = jax.eval_shape(lambda a: self.iteration(a, start, learn)[1], agent)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), sample)
+
+    def body(carry):
+      i, agent, sums = carry
+      agent, stats = self.iteration(agent, start + i, learn)
+      return i + 1, agent, jax.tree_util.tree_map(jnp.add, sums, stats)
+
+    _, agent, sums = jax.lax.while_loop(lambda c: c[0] < n, body, (jnp.zeros((), jnp.int32), agent, zeros))
+    warm = self.setup.warmup_iterations
+    iterations_learning = jnp.clip(start + n - jnp.maximum(start, warm), 0, n)
+    return agent, agent_lib.chunk_metrics(sums, iterations_learning * self.config.train.updates_per_iteration)
+
+  def evaluate_one(self, params: Any, key: jax.Array) -> jax.Array:
+    """Greedy returns of ``eval.episodes`` episodes, (episodes,), each up to the time limit."""
+    episodes = self.config.eval.episodes
+    obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(key, episodes), self.env_params)
+
+    def body(carry, _):
+      obs, state, ret, alive = carry
+      action = jnp.argmax(self.setup.apply(params, obs), axis=-1)
+      obs, state, reward, terminated = jax.vmap(self.env.step_env, in_axes=(None, 0, 0, None))(
+          key, state, action, self.env_params)
+      ret = ret + jnp.where(alive, reward, 0.0)
+      alive = alive & ~terminated & (state.time < self.env_params.max_steps)
+      return (obs, state, ret, alive), None
+
+    init = (obs, state, jnp.zeros((episodes,), jnp.float32), jnp.ones((episodes,), bool))
+    (_, _, ret, _), _ = jax.lax.scan(body, init, None, length=self.env_params.max_steps)
+    return ret
+
+  # -- all seeds
+
+  def seed_keys(self) -> jax.Array:
+    """(S, 2) one key per seed: ``fold_in(PRNGKey(train.seed), s)``."""
+    root = jax.random.PRNGKey(self.config.train.seed)
+    return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(self.config.train.num_seeds))
+
+  def init(self) -> RunState:
+    return RunState(step=jnp.zeros((), jnp.int32), seeds=jax.jit(jax.vmap(self.init_one))(self.seed_keys()))
+
+  @functools.cached_property
+  def _chunk(self):
+    def chunk(state, n):
+      seeds, metrics = jax.vmap(lambda a: self.chunk_one(a, n, state.step))(state.seeds)
+      return RunState(step=state.step + n, seeds=seeds), metrics
+    return jax.jit(chunk, donate_argnums=(0,))
+
+  def chunk(self, state: RunState, n: int) -> tuple[RunState, dict]:
+    """Advances every seed by ``n`` iterations; returns per-seed (S,) chunk metrics.
+
+    With ``train.seed_groups = G > 1`` the seeds are split into G groups of
+    S / G, each advanced by its own call from its own host thread: XLA's CPU
+    backend runs one computation on one core, so on a CPU this keeps G cores
+    busy. The grouping is part of the config, so results do not depend on
+    the machine.
+    """
+    groups = self.config.train.seed_groups
+    if groups <= 1:
+      return self._chunk(state, jnp.int32(n))
+    size = self.config.train.num_seeds // groups
+    # Each group gets its own slices (and step): the chunk donates its input.
+    parts = [RunState(step=jnp.copy(state.step),
+                      seeds=jax.tree_util.tree_map(lambda x, g=g: x[g * size:(g + 1) * size], state.seeds))
+             for g in range(groups)]
+    outs = list(self._pool.map(lambda part: jax.block_until_ready(self._chunk(part, jnp.int32(n))), parts))
+    seeds, metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *[(o[0].seeds, o[1]) for o in outs])
+    return RunState(step=outs[0][0].step, seeds=seeds), metrics
+
+  @functools.cached_property
+  def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(self.config.train.seed_groups)
+
+  def close(self) -> None:
+    if "_pool" in self.__dict__:
+      self._pool.shutdown()
+
+  @functools.cached_property
+  def evaluate(self):
+    """``evaluate(state) -> (S, episodes)`` greedy returns, keys fixed by ``train.seed``."""
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 3))(self.seed_keys())
+    run = jax.jit(jax.vmap(self.evaluate_one))
+    return lambda state: run(state.seeds.learner.params, keys)
+
+
+def make_train(config: ml_collections.ConfigDict):
+  """``train(rng) -> (agent, metrics, eval_returns)`` for one seed, purejaxrl style.
+
+  The whole run is one traced function: ``lax.scan`` over log intervals of
+  ``train.log_every`` iterations (the first ones without updates, up to
+  ``train.learning_starts``), collecting each interval's means in ``metrics``
+  (each (num_logs,)), then a greedy evaluation (``eval_returns``,
+  (eval.episodes,)). Run many seeds with
+  ``jax.jit(jax.vmap(make_train(config)))(keys)``; the iteration numbers come
+  from the scan's counter, unbatched, so the buffer writes stay in place and
+  the warm-up branch stays a real branch under ``vmap``.
+  """
+  runner = Runner(config)
+  iterations, log_every = runner.setup.iterations, config.train.log_every
+  num_logs = -(-iterations // log_every)
+
+  def train(rng):
+    def interval(agent, i):
+      start = i * log_every
+      return runner.chunk_one(agent, jnp.minimum(log_every, iterations - start), start)
+
+    agent, metrics = jax.lax.scan(interval, runner.init_one(rng), jnp.arange(num_logs))
+    returns = runner.evaluate_one(agent.learner.params, jax.random.fold_in(rng, 3))
+    return agent, metrics, returns
+
+  return train

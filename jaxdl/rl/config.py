@@ -1,0 +1,185 @@
+"""The DQN config every preset starts from, its checks, and what it builds.
+
+Step units: an *iteration* steps every one of the ``env.num_envs`` parallel
+environments once and then takes ``train.updates_per_iteration`` optimizer
+steps. ``train.env_steps`` (per seed), ``train.learning_starts`` and the
+epsilon decay count environment steps; ``train.log_every``,
+``train.eval_every`` and ``checkpoint.every_steps`` count iterations.
+"""
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import flax.linen as nn
+import ml_collections
+import optax
+
+from jaxdl.models.qnet import QNETS
+from jaxdl.rl import dqn
+from jaxdl.utils.errors import JaxdlError
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """DQN defaults (CleanRL's ``dqn.py`` values where the preset does not say).
+
+  The TD loss defaults to the squared error, as CleanRL and purejaxrl use:
+  with the Huber loss, Q-values on CartPole grew without bound (past
+  1 / (1 - gamma) = 100, to 10^4 within 3000 updates on a fixed buffer of
+  random-policy data, target copied every 50 updates), while the squared
+  error converged. Huber's bounded gradient lets the few terminal transitions,
+  the only ones that pin the values down, be outvoted. Atari presets, whose
+  rewards are clipped, use Huber as Mnih et al. did.
+  """
+  c = ml_collections.ConfigDict()
+  c.loop = "dqn"
+
+  c.env = ml_collections.ConfigDict()
+  c.env.id = "CartPole-v1"
+  c.env.backend = "jax"  # 'jax': JAX-native env, all in one jitted scan; 'gym': host loop, any id
+  c.env.num_envs = 8  # parallel environments per seed
+  c.env.frame_stack = 4  # Atari: frames per observation (Mnih et al. 2015)
+  c.env.max_episode_steps = 0  # host loop: override the id's time limit (0: keep it)
+
+  c.train = ml_collections.ConfigDict()
+  c.train.seed = 0
+  c.train.num_seeds = 1  # independent runs, vmapped together
+  c.train.seed_groups = 1  # jitted path: split the seeds into groups run from parallel threads (CPU cores)
+  c.train.env_steps = 100_000  # per seed
+  c.train.learning_starts = 10_000  # env steps of random-ish play before the first update
+  c.train.batch_size = 128
+  c.train.gamma = 0.99
+  c.train.n_step = 1
+  c.train.double = True  # Double DQN targets (van Hasselt et al. 2016)
+  c.train.loss = "mse"  # or "huber" (Mnih et al. 2015); see the note in default_config
+  c.train.huber_delta = 1.0
+  c.train.updates_per_iteration = 1
+  c.train.target_every = 500  # optimizer steps between target updates
+  c.train.tau = 1.0  # 1: hard copy; < 1: Polyak averaging
+  c.train.log_every = 250  # iterations
+  c.train.eval_every = 0  # iterations between greedy evaluations (0: only at the end)
+
+  c.buffer = ml_collections.ConfigDict()
+  c.buffer.size = 10_000  # transitions per seed
+
+  c.epsilon = ml_collections.ConfigDict()
+  c.epsilon.start = 1.0
+  c.epsilon.end = 0.05
+  c.epsilon.fraction = 0.5  # of train.env_steps spent decaying
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.learning_rate = 2.5e-4
+  c.optim.schedule = "constant"  # or 'linear': decay to 0 by the last update
+  c.optim.eps = 1e-8  # Adam's epsilon
+  c.optim.clip_norm = 0.0  # 0: no gradient clipping
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "mlp"  # or 'nature_cnn'
+  c.model.hidden = (120, 84)  # mlp only
+  c.model.dueling = False
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.episodes = 10  # greedy episodes per seed
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 0  # iterations; 0: only at the end
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.resume = True
+  c.checkpoint.async_save = True
+  return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """One-line errors naming the offending key, before anything is built or written."""
+  for key in ("start", "end"):
+    if not 0.0 <= c.epsilon[key] <= 1.0:
+      raise JaxdlError(f"epsilon.{key}={c.epsilon[key]} must be in [0, 1]")
+  if not 0.0 <= c.epsilon.fraction <= 1.0:
+    raise JaxdlError(f"epsilon.fraction={c.epsilon.fraction} must be in [0, 1]")
+  t = c.train
+  for key in ("num_seeds", "env_steps", "batch_size", "n_step", "updates_per_iteration", "target_every",
+              "log_every"):
+    if t[key] <= 0:
+      raise JaxdlError(f"train.{key}={t[key]} must be > 0")
+  for key in ("num_envs", "frame_stack"):
+    if c.env[key] <= 0:
+      raise JaxdlError(f"env.{key}={c.env[key]} must be > 0")
+  if t.seed_groups <= 0 or t.num_seeds % t.seed_groups:
+    raise JaxdlError(f"train.seed_groups={t.seed_groups} must be > 0 and divide train.num_seeds={t.num_seeds}")
+  if c.env.backend not in ("jax", "gym"):
+    raise JaxdlError(f"env.backend='{c.env.backend}' must be 'jax' or 'gym'")
+  if c.buffer.size < t.batch_size:
+    raise JaxdlError(f"buffer.size={c.buffer.size} is smaller than train.batch_size={t.batch_size}")
+  if c.buffer.size < c.env.num_envs * t.n_step:
+    raise JaxdlError(f"buffer.size={c.buffer.size} cannot hold one {t.n_step}-step window of "
+                     f"env.num_envs={c.env.num_envs} environments")
+  if not 0.0 <= t.gamma <= 1.0:
+    raise JaxdlError(f"train.gamma={t.gamma} must be in [0, 1]")
+  if not 0.0 < t.tau <= 1.0:
+    raise JaxdlError(f"train.tau={t.tau} must be in (0, 1]")
+  if t.loss not in ("huber", "mse"):
+    raise JaxdlError(f"train.loss='{t.loss}' must be 'huber' or 'mse'")
+  if t.learning_starts < 0 or t.eval_every < 0:
+    raise JaxdlError("train.learning_starts and train.eval_every must be >= 0")
+  if c.model.name not in QNETS:
+    raise JaxdlError(f"model.name='{c.model.name}' must be one of {', '.join(QNETS)}")
+  if c.optim.learning_rate <= 0:
+    raise JaxdlError(f"optim.learning_rate={c.optim.learning_rate} must be > 0")
+  if c.optim.schedule not in ("constant", "linear"):
+    raise JaxdlError(f"optim.schedule='{c.optim.schedule}' must be 'constant' or 'linear'")
+  if c.eval.episodes <= 0:
+    raise JaxdlError(f"eval.episodes={c.eval.episodes} must be > 0")
+  if c.checkpoint.every_steps < 0:
+    raise JaxdlError(f"checkpoint.every_steps={c.checkpoint.every_steps} must be >= 0 (0: only at the end)")
+
+
+@dataclass(frozen=True)
+class Setup:
+  """The pieces a config builds, shared by the jitted path and the host loop.
+
+  Attributes:
+    network: the Q-network module.
+    tx: the optimizer.
+    epsilon: env step -> exploration rate.
+    update: :func:`dqn.update` with the config's options bound.
+    num_envs, iterations, warmup_iterations, buffer_rows: the run's sizes.
+  """
+
+  config: Any
+  network: nn.Module
+  tx: optax.GradientTransformation
+  epsilon: optax.Schedule
+  update: Any
+  num_envs: int
+  iterations: int
+  warmup_iterations: int
+  buffer_rows: int
+
+  def apply(self, params, obs):
+    return self.network.apply({"params": params}, obs)
+
+
+def build(c: ml_collections.ConfigDict, num_actions: int) -> Setup:
+  """Builds the network, optimizer and bound update for ``num_actions`` actions."""
+  t = c.train
+  num_envs = c.env.num_envs
+  iterations = max(t.env_steps // num_envs, 1)
+  warmup = min(-(-t.learning_starts // num_envs), iterations)
+  kwargs = {"dueling": c.model.dueling}
+  if c.model.name == "mlp":
+    kwargs["hidden"] = tuple(c.model.hidden)
+  network = QNETS[c.model.name](num_actions, **kwargs)
+  num_updates = max((iterations - warmup) * t.updates_per_iteration, 1)
+  lr = (c.optim.learning_rate if c.optim.schedule == "constant"
+        else optax.linear_schedule(c.optim.learning_rate, 0.0, num_updates))
+  tx = optax.adam(lr, eps=c.optim.eps)
+  if c.optim.clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(c.optim.clip_norm), tx)
+  update = functools.partial(
+      dqn.update, apply_fn=network.apply, tx=tx, double=t.double, loss=t.loss, huber_delta=t.huber_delta,
+      target_every=t.target_every, tau=t.tau)
+  return Setup(config=c, network=network, tx=tx,
+               epsilon=dqn.epsilon_schedule(c.epsilon.start, c.epsilon.end,
+                                            int(c.epsilon.fraction * t.env_steps)),
+               update=update, num_envs=num_envs, iterations=iterations, warmup_iterations=warmup,
+               buffer_rows=max(c.buffer.size // num_envs, t.n_step))

@@ -1,0 +1,162 @@
+"""``train_and_evaluate(config, workdir)`` for DQN: either executor, checkpoints, outputs."""
+
+import json
+import os
+import pathlib
+import signal
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxdl import envs as envs_lib
+from jaxdl.checkpoint import Checkpointer
+from jaxdl.configs import to_dict
+from jaxdl.rl.config import validate
+from jaxdl.rl.plots import plot_returns
+from jaxdl.train import workdir as workdir_lib
+from jaxdl.train.loop import run
+from jaxdl.train.writers import MetricWriter, console, write_json, write_text_atomic
+from jaxdl.utils.errors import JaxdlError
+from jaxdl.utils.tree import param_count, tree_sha256
+
+
+def make_runner(config: ml_collections.ConfigDict):
+  """The executor the config asks for: ``anakin.Runner`` (jax) or ``host.HostRunner`` (gym).
+
+  Raises:
+    JaxdlError: an unknown id, an id with no JAX port under ``env.backend=jax``,
+      or a non-discrete action space.
+  """
+  validate(config)
+  env_id = config.env.id
+  if config.env.backend == "jax":
+    if env_id not in envs_lib.JAX_ENVS:
+      envs_lib.check_env_id(env_id)  # unknown anywhere: say so first
+      raise JaxdlError(f"env.id='{env_id}' has no JAX-native port (those are: {', '.join(envs_lib.JAX_ENVS)}); "
+                       f"run it on the host with --set env.backend=gym")
+    from jaxdl.rl.anakin import Runner
+    return Runner(config)
+  from jaxdl.rl.host import HostRunner
+  return HostRunner(config)
+
+
+def _per_seed(prefix: str, values) -> dict[str, float]:
+  values = np.asarray(values, np.float64)
+  return {f"{prefix}/seed{i}": float(v) for i, v in enumerate(values)}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+  """Trains DQN as the config says (``train.num_seeds`` seeds at once) and evaluates it greedily.
+
+  Writes into ``workdir``: ``config.json``, ``metrics.jsonl`` (per-seed
+  training returns per log, greedy returns per evaluation), TensorBoard
+  events, ``checkpoints/``, ``learning_curve.png`` and ``metrics.json`` with
+  ``eval_return_mean`` (over seeds of each seed's mean over
+  ``eval.episodes`` greedy episodes), ``eval_return_std`` (across seeds),
+  ``eval_return_per_seed``, ``env_steps`` (all seeds), ``env_steps_per_second``,
+  ``wall_seconds`` and ``params_sha256`` (every seed's final online params).
+
+  A workdir that already holds this run resumes from its newest intact
+  checkpoint; on the jitted path (``env.backend=jax``) the result is
+  bit-identical to an uninterrupted run, replay buffer and environments included.
+
+  Returns:
+    The final state (``anakin.RunState``) and the final metrics dict.
+  """
+  t0 = time.perf_counter()
+  runner = make_runner(config)  # every bad input fails here, before anything is written
+  t, c, setup = config.train, config.checkpoint, runner.setup
+  workdir = pathlib.Path(workdir)
+  resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep, async_save=c.async_save, log=console)
+  state, start = runner.init(), 0
+  if resuming:
+    restored = ckpt.restore_latest(jax.device_get(state))
+    if restored is not None:
+      host_state, start = restored
+      state = jax.device_put(host_state)
+      if hasattr(runner, "after_restore"):
+        state = runner.after_restore(state)
+      console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
+  workdir.mkdir(parents=True, exist_ok=True)
+  write_text_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+  n_params = param_count(jax.tree_util.tree_map(lambda x: x[0], state.seeds.learner.params))
+  console(f"jaxdl: DQN ({config.model.name}, {n_params:,} params) on {config.env.id} ({config.env.backend}), "
+          f"{t.num_seeds} seed(s) x {config.env.num_envs} envs, {setup.iterations * setup.num_envs} env "
+          f"steps per seed, {jax.default_backend()}")
+
+  last_eval = {}
+
+  def chunk_fn(state, n):
+    state, metrics = runner.chunk(state, int(n))
+    metrics = jax.device_get(metrics)
+    out = {}
+    for key, values in metrics.items():
+      with np.errstate(all="ignore"):
+        out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+      if key == "episode_return":
+        out.update(_per_seed("episode_return", values))
+    return state, out
+
+  def eval_fn(state):
+    returns = np.asarray(jax.device_get(runner.evaluate(state)), np.float64)  # (S, episodes)
+    last_eval["returns"] = returns
+    return {"return": float(returns.mean()), **_per_seed("return", returns.mean(axis=1))}
+
+  every = c.every_steps
+
+  def save_checkpoint(step, state, metrics):
+    if (every > 0 and step % every == 0) or step == setup.iterations:
+      ckpt.save(step, state)
+      if os.environ.get("JAXDL_FAULT_KILL_AFTER_SAVE") == str(step):  # fault injection for tests
+        os.kill(os.getpid(), signal.SIGKILL)
+
+  writer = MetricWriter(workdir, resume_step=start)
+  try:
+    state, summary = run(
+        state, total_steps=setup.iterations, chunk_fn=chunk_fn, eval_fn=eval_fn, writer=writer,
+        log_every=t.log_every, eval_every=t.eval_every, max_chunk=max(t.log_every, 1),
+        checkpoint_every=every, hooks=[save_checkpoint], desc="dqn")
+  finally:
+    writer.close()
+    ckpt.close()
+    if hasattr(runner, "close"):
+      runner.close()
+  returns = last_eval.get("returns")
+  if returns is None:  # nothing left to train after a resume: evaluate now
+    eval_fn(state)
+    returns = last_eval["returns"]
+  per_seed = returns.mean(axis=1)
+  env_steps = int(jax.device_get(state.step)) * setup.num_envs * t.num_seeds
+  trained = (int(jax.device_get(state.step)) - start) * setup.num_envs * t.num_seeds
+  final = {
+      "eval_return_mean": float(per_seed.mean()),
+      "eval_return_std": float(per_seed.std()),
+      "eval_return_per_seed": [float(v) for v in per_seed],
+      "eval_return_min_episode": float(returns.min()),
+      "eval_episodes_per_seed": int(returns.shape[1]),
+      "env_steps": env_steps,
+      "env_steps_per_seed": env_steps // t.num_seeds,
+      "env_steps_per_second": trained / max(summary["wall_seconds"], 1e-9),
+      "wall_seconds": time.perf_counter() - t0,
+      "train_seconds": summary["wall_seconds"],
+      "first_chunk_seconds": summary["first_chunk_seconds"],
+      "updates_per_seed": int(jax.device_get(state.seeds.learner.updates)[0]),
+      "resumed_from_step": start,
+      "params_sha256": tree_sha256(state.seeds.learner.params),
+      "state_sha256": tree_sha256(state.seeds),
+      "param_count": n_params,
+      "num_seeds": t.num_seeds,
+      "env_id": config.env.id,
+      "backend": config.env.backend,
+      "seed": t.seed,
+  }
+  write_json(workdir / "metrics.json", final)
+  plot_returns(writer.history, workdir / "learning_curve.png", num_seeds=t.num_seeds,
+               env_steps_per_step=setup.num_envs, title=f"DQN on {config.env.id} ({t.num_seeds} seeds)")
+  console(f"eval_return_mean={final['eval_return_mean']:.1f} +- {final['eval_return_std']:.1f} per seed "
+          f"{[round(v, 1) for v in final['eval_return_per_seed']]} ({env_steps} env steps, "
+          f"{final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")
+  return state, final
