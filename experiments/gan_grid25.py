@@ -9,8 +9,8 @@ decay, 12000 steps of batch 128; scored on 2500 samples of the EMA generator.
 
 Result (2-core CPU shared with other jobs, load 8-13): 25/25 modes on every
 seed; high_quality_fraction 0.9208, 0.9176, 0.9128, 0.9248, 0.9048 for seeds
-0-4 (target 25/25 and >= 0.90). Wall 160-429 s per run including compile,
-inflated by the load: 33-102 steps/s.
+0-4 (target 25/25 and >= 0.90). Wall 160-429 s per run under that load;
+51 s for seed 0 on an idle 2-core CPU, compile included.
 """
 
 from jaxdl.gan import base_gan_config

@@ -59,6 +59,7 @@ from jaxdl import models as models_lib
 from jaxdl import optim as optim_lib
 from jaxdl.configs import base_config, to_dict
 from jaxdl.data import toy2d
+from jaxdl.data.builtin import cache_dir
 from jaxdl.models import gan as gan_models
 from jaxdl.supervised import fit
 from jaxdl.train import parallel
@@ -565,15 +566,11 @@ def classifier_config() -> ml_collections.ConfigDict:
   return config
 
 
-def cache_dir() -> pathlib.Path:
-  """``$JAXDL_CACHE``, or ``~/.cache/jaxdl``."""
-  return pathlib.Path(os.environ.get("JAXDL_CACHE") or pathlib.Path.home() / ".cache" / "jaxdl")
-
-
 def digits_classifier() -> tuple[dict, dict[str, float]]:
   """The feature classifier's params, trained on first use and cached.
 
-  The cache file is ``cache_dir() / digits_classifier-<hash>.msgpack``, the
+  The cache file is ``cache_dir() / digits_classifier-<hash>.msgpack``
+  (``jaxdl.data.builtin.cache_dir``: ``$JAXDL_CACHE_DIR`` or ``~/.cache/jaxdl``), the
   hash covering the classifier's config and the digits split, so a change to
   either trains a new one. Training takes about 10 s on a 2-core CPU.
 
