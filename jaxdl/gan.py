@@ -61,7 +61,7 @@ from jaxdl.configs import base_config, to_dict
 from jaxdl.data import toy2d
 from jaxdl.data.builtin import cache_dir
 from jaxdl.models import gan as gan_models
-from jaxdl.supervised import fit
+from jaxdl.supervised import fit, validate_schedule
 from jaxdl.train import parallel
 from jaxdl.train.state import step_keys
 from jaxdl.train.writers import console, write_json
@@ -121,14 +121,8 @@ def base_gan_config() -> ml_collections.ConfigDict:
 
 def validate_gan_config(config: ml_collections.ConfigDict) -> None:
   """One-line errors for values no GAN run can use."""
-  t, g = config.train, config.gan
-  for key in ("steps", "batch_size", "log_every"):
-    if t[key] <= 0:
-      raise JaxdlError(f"train.{key}={t[key]} must be > 0")
-  if t.eval_every < 0:
-    raise JaxdlError(f"train.eval_every={t.eval_every} must be >= 0 (0: only at the end)")
-  if config.checkpoint.every_steps < 0:
-    raise JaxdlError(f"checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0: only at the end)")
+  g = config.gan
+  validate_schedule(config)
   if g.loss not in LOSSES:
     raise JaxdlError(f"gan.loss='{g.loss}' is unknown (choices: {', '.join(LOSSES)})")
   if g.n_critic < 1:
@@ -142,8 +136,6 @@ def validate_gan_config(config: ml_collections.ConfigDict) -> None:
     raise JaxdlError(f"gan.ema_decay={g.ema_decay} must be in [0, 1)")
   if g.num_eval_samples < 2:
     raise JaxdlError(f"gan.num_eval_samples={g.num_eval_samples} must be >= 2")
-  if config.optim.learning_rate <= 0:
-    raise JaxdlError(f"optim.learning_rate={config.optim.learning_rate} must be > 0")
   names = (*toy2d.TOY2D, *IMAGE_DATASETS)
   if config.data.name not in names:
     raise JaxdlError(f"data.name='{config.data.name}' is not a GAN dataset (choices: {', '.join(names)})")

@@ -38,7 +38,8 @@ from jaxdl import models as models_lib
 from jaxdl import optim as optim_lib
 from jaxdl.checkpoint import restore_params
 from jaxdl.data import text as text_lib
-from jaxdl.supervised import create_train_state, fit, make_evaluate, make_train_chunk, validate_config
+from jaxdl.supervised import (create_train_state, fit, make_evaluate, make_train_chunk,
+                              model_kwargs, validate_config)
 from jaxdl.train import parallel
 from jaxdl.train.plots import plot_attention_maps, plot_learning_curves
 from jaxdl.train.state import TrainState, step_keys
@@ -263,18 +264,12 @@ def generate(
 
 
 def _model_kwargs(config: ml_collections.ConfigDict, seq_len: int) -> dict[str, Any]:
-  kwargs = {k: v for k, v in config.model.items() if k != "name"}
-  for key in ("dtype", "param_dtype"):
-    if isinstance(kwargs.get(key), str):
-      try:
-        kwargs[key] = jnp.dtype(kwargs[key])
-      except TypeError:
-        raise JaxdlError(f"model.{key}='{kwargs[key]}' is not a dtype") from None
+  kwargs = model_kwargs(config)
   # A learned position table must cover the window; the preset need not
   # repeat data.seq_len for it.
   if "max_len" in models_lib.model_options(config.model.name) and "max_len" not in kwargs:
     kwargs["max_len"] = seq_len
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+  return kwargs
 
 
 def _build_model(config: ml_collections.ConfigDict, vocab_size: int) -> tuple[nn.Module, Any]:

@@ -329,7 +329,8 @@ def make_evaluate(
 # ------------------------------------------------------------------ builder --
 
 
-def _model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """``config.model`` without its name, as keyword arguments: dtypes parsed, lists made tuples."""
   kwargs = {k: v for k, v in config.model.items() if k != "name"}
   for key in ("dtype", "param_dtype"):
     if isinstance(kwargs.get(key), str):
@@ -340,18 +341,30 @@ def _model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """One-line errors for values no run can use."""
+def validate_schedule(config: ml_collections.ConfigDict,
+                      positive: tuple[str, ...] = ("steps", "batch_size", "log_every")) -> None:
+  """One-line errors for the keys every :func:`fit`-driven loop reads.
+
+  Args:
+    config: the run's config.
+    positive: the ``train.*`` keys that must be > 0.
+  """
   t = config.train
-  for key in ("steps", "batch_size", "eval_batch_size", "log_every"):
+  for key in positive:
     if t[key] <= 0:
       raise JaxdlError(f"train.{key}={t[key]} must be > 0")
   if t.eval_every < 0:
-    raise JaxdlError(f"train.eval_every={t.eval_every} must be >= 0")
+    raise JaxdlError(f"train.eval_every={t.eval_every} must be >= 0 (0: only at the end)")
   if config.checkpoint.every_steps < 0:
     raise JaxdlError(f"checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0: only at the end)")
   if config.optim.learning_rate <= 0:
     raise JaxdlError(f"optim.learning_rate={config.optim.learning_rate} must be > 0")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """One-line errors for values no run can use."""
+  t = config.train
+  validate_schedule(config, ("steps", "batch_size", "eval_batch_size", "log_every"))
   if not 0 <= t.label_smoothing < 1:
     raise JaxdlError(f"train.label_smoothing={t.label_smoothing} must be in [0, 1)")
   a = config.augment
@@ -379,7 +392,7 @@ class Experiment:
     ds = self.dataset
     self.mesh = parallel.make_mesh(t.num_devices)
     parallel.check_divisible(t.batch_size, self.mesh)
-    self.model = models_lib.get_model(config.model.name, ds.num_classes, **_model_kwargs(config))
+    self.model = models_lib.get_model(config.model.name, ds.num_classes, **model_kwargs(config))
     tx, self.schedule = optim_lib.from_config(config.optim, t.steps)
     try:
       state = create_train_state(self.model, tx, jax.random.PRNGKey(t.seed), ds.x_train[:2])
@@ -452,6 +465,9 @@ def fit(
     headline: Callable[[Any], str],
     on_start: Callable[[bool], None] | None = None,
     desc: str = "train",
+    total_steps: int | None = None,
+    eval_every: int | None = None,
+    place: Callable[[Any], Any] | None = None,
 ) -> Fitted:
   """Trains an experiment in ``workdir``: the part every loop shares.
 
@@ -471,6 +487,11 @@ def fit(
     on_start: called with ``resuming`` once the workdir is accepted and
       before anything is written (a loop's own files, or its own refusals).
     desc: the progress bar's label.
+    total_steps: the step to train to; default ``train.steps``.
+    eval_every: steps between evaluations; default ``train.eval_every``, or
+      once per ``exp.steps_per_epoch`` when that is 0.
+    place: puts a restored host state where training wants it; default
+      replicated over ``exp.mesh``.
 
   Returns:
     A :class:`Fitted`.
@@ -491,17 +512,19 @@ def fit(
     restored = ckpt.restore_latest(jax.device_get(exp.state))
     if restored is not None:
       host_state, start = restored
-      state = parallel.put_replicated(host_state, exp.mesh)
+      state = (place or (lambda s: parallel.put_replicated(s, exp.mesh)))(host_state)
       console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     write_text_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
   console(headline(state))
-  eval_every = t.eval_every or exp.steps_per_epoch
+  total_steps = t.steps if total_steps is None else total_steps
+  if eval_every is None:
+    eval_every = t.eval_every or exp.steps_per_epoch
   every = c.every_steps
 
   def save_checkpoint(step, state, metrics):
-    if (every > 0 and step % every == 0) or step == t.steps:
+    if (every > 0 and step % every == 0) or step == total_steps:
       ckpt.save(step, state, metrics=metrics)
       if os.environ.get("JAXDL_FAULT_KILL_AFTER_SAVE") == str(step):  # fault injection for tests
         os.kill(os.getpid(), signal.SIGKILL)
@@ -509,7 +532,7 @@ def fit(
   writer = MetricWriter(workdir, resume_step=start)
   try:
     state, summary = run(
-        state, total_steps=t.steps, chunk_fn=exp.run_chunk, eval_fn=eval_fn,
+        state, total_steps=total_steps, chunk_fn=exp.run_chunk, eval_fn=eval_fn,
         writer=writer, log_every=t.log_every, eval_every=eval_every, max_chunk=exp.steps_per_epoch,
         checkpoint_every=every, hooks=[save_checkpoint], desc=desc)
   except Diverged as e:

@@ -86,6 +86,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint.max_to_keep = 3
   c.checkpoint.resume = True
   c.checkpoint.async_save = True
+  c.checkpoint.keep_best = ""  # a metric to keep the best checkpoint by, e.g. 'test/return'
+  c.checkpoint.best_mode = "max"
   return c
 
 

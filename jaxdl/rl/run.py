@@ -1,23 +1,20 @@
 """``train_and_evaluate(config, workdir)`` for DQN: either executor, checkpoints, outputs."""
 
-import json
-import os
+import dataclasses
 import pathlib
-import signal
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
 from jaxdl import envs as envs_lib
-from jaxdl.checkpoint import Checkpointer
-from jaxdl.configs import to_dict
 from jaxdl.rl.config import validate
 from jaxdl.rl.plots import plot_returns
-from jaxdl.train import workdir as workdir_lib
-from jaxdl.train.loop import run
-from jaxdl.train.writers import MetricWriter, console, write_json, write_text_atomic
+from jaxdl.supervised import fit
+from jaxdl.train.writers import console, write_json
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -40,6 +37,16 @@ def make_runner(config: ml_collections.ConfigDict):
     return Runner(config)
   from jaxdl.rl.host import HostRunner
   return HostRunner(config)
+
+
+@dataclasses.dataclass
+class _Experiment:
+  """What ``supervised.fit`` drives: the config, the initial state and the chunk."""
+
+  config: ml_collections.ConfigDict
+  state: Any
+  run_chunk: Callable[[Any, int], tuple[Any, dict]]
+  steps_per_epoch: int
 
 
 def _per_seed(prefix: str, values) -> dict[str, float]:
@@ -67,31 +74,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """
   t0 = time.perf_counter()
   runner = make_runner(config)  # every bad input fails here, before anything is written
-  t, c, setup = config.train, config.checkpoint, runner.setup
+  t, setup = config.train, runner.setup
   workdir = pathlib.Path(workdir)
-  resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
-  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep, async_save=c.async_save, log=console)
-  state, start = runner.init(), 0
-  if resuming:
-    restored = ckpt.restore_latest(jax.device_get(state))
-    if restored is not None:
-      host_state, start = restored
-      state = jax.device_put(host_state)
-      if hasattr(runner, "after_restore"):
-        state = runner.after_restore(state)
-      console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
-  workdir.mkdir(parents=True, exist_ok=True)
-  write_text_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
-  n_params = param_count(jax.tree_util.tree_map(lambda x: x[0], state.seeds.learner.params))
-  console(f"jaxdl: DQN ({config.model.name}, {n_params:,} params) on {config.env.id} ({config.env.backend}), "
-          f"{t.num_seeds} seed(s) x {config.env.num_envs} envs, {setup.iterations * setup.num_envs} env "
-          f"steps per seed, {jax.default_backend()}")
-
   last_eval = {}
 
   def chunk_fn(state, n):
     state, metrics = runner.chunk(state, int(n))
-    metrics = jax.device_get(metrics)
+    metrics = jax.device_get(metrics)  # one transfer per chunk, for the log
     out = {}
     for key, values in metrics.items():
       with np.errstate(all="ignore"):
@@ -105,25 +94,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     last_eval["returns"] = returns
     return {"return": float(returns.mean()), **_per_seed("return", returns.mean(axis=1))}
 
-  every = c.every_steps
+  def place(host_state):
+    state = jax.device_put(host_state)
+    return runner.after_restore(state) if hasattr(runner, "after_restore") else state
 
-  def save_checkpoint(step, state, metrics):
-    if (every > 0 and step % every == 0) or step == setup.iterations:
-      ckpt.save(step, state)
-      if os.environ.get("JAXDL_FAULT_KILL_AFTER_SAVE") == str(step):  # fault injection for tests
-        os.kill(os.getpid(), signal.SIGKILL)
-
-  writer = MetricWriter(workdir, resume_step=start)
+  state = runner.init()
+  n_params = param_count(jax.tree_util.tree_map(lambda x: x[0], state.seeds.learner.params))
+  # Iterations (num_envs env steps of every seed each) are this loop's steps;
+  # a chunk is at most one log interval long.
+  exp = _Experiment(config=config, state=state, run_chunk=chunk_fn, steps_per_epoch=max(t.log_every, 1))
   try:
-    state, summary = run(
-        state, total_steps=setup.iterations, chunk_fn=chunk_fn, eval_fn=eval_fn, writer=writer,
-        log_every=t.log_every, eval_every=t.eval_every, max_chunk=max(t.log_every, 1),
-        checkpoint_every=every, hooks=[save_checkpoint], desc="dqn")
+    fitted = fit(exp, workdir, eval_fn=eval_fn, total_steps=setup.iterations, eval_every=t.eval_every,
+                 place=place, desc="dqn", headline=lambda state: (
+        f"jaxdl: DQN ({config.model.name}, {n_params:,} params) on {config.env.id} ({config.env.backend}), "
+        f"{t.num_seeds} seed(s) x {config.env.num_envs} envs, {setup.iterations * setup.num_envs} env "
+        f"steps per seed, {jax.default_backend()}"))
   finally:
-    writer.close()
-    ckpt.close()
     if hasattr(runner, "close"):
       runner.close()
+  state, summary, start = fitted.state, fitted.summary, fitted.start
   returns = last_eval.get("returns")
   if returns is None:  # nothing left to train after a resume: evaluate now
     eval_fn(state)
@@ -145,6 +134,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "first_chunk_seconds": summary["first_chunk_seconds"],
       "updates_per_seed": int(jax.device_get(state.seeds.learner.updates)[0]),
       "resumed_from_step": start,
+      "checkpoint_saves": fitted.checkpoint_saves,
+      "checkpoint_seconds": fitted.checkpoint_seconds,
       "params_sha256": tree_sha256(state.seeds.learner.params),
       "state_sha256": tree_sha256(state.seeds),
       "param_count": n_params,
@@ -154,7 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "seed": t.seed,
   }
   write_json(workdir / "metrics.json", final)
-  plot_returns(writer.history, workdir / "learning_curve.png", num_seeds=t.num_seeds,
+  plot_returns(fitted.history, workdir / "learning_curve.png", num_seeds=t.num_seeds,
                env_steps_per_step=setup.num_envs, title=f"DQN on {config.env.id} ({t.num_seeds} seeds)")
   console(f"eval_return_mean={final['eval_return_mean']:.1f} +- {final['eval_return_std']:.1f} per seed "
           f"{[round(v, 1) for v in final['eval_return_per_seed']]} ({env_steps} env steps, "
