@@ -2,20 +2,28 @@
 
     jaxdl run dqn_cartpole
 
-Result (2-core CPU shared with other jobs, load 5-12; greedy return of each
-seed, 10 episodes each; target: mean >= 495 and every seed >= 475):
+Result (greedy return of each seed's best-validated policy, 10 episodes each;
+target: mean >= 495 and every seed >= 475 on every seed set):
 
-- seeds 0-9 (train.seed=0): 500.0 on every seed, mean 500.0;
-- seeds 100-109 (train.seed=100): 500 x 9 and 398.0, mean 489.8 (NOT met).
+- seeds 0-9 (train.seed=0), 200-209 and 300-309: 500.0 on every seed;
+- 30 seeds from train.seed=100 and 30 from train.seed=1000 (num_seeds=30):
+  500.0 on every seed.
 
-Variants tried on the same seed sets: a 20k buffer
-(seeds 0-9: 499.6, all >= 496.5; seeds 100-109: 476.5, one seed 298.6),
-gamma 0.995 (seeds 100-109: 500.0 x 10; 200-209: 497.5, one seed 474.8;
-0-9: 457.4, one seed 73.5), 200k env steps (seeds 100-109: 498.0, worst seed
-479.5; 200-209: 489.4, one seed 393.7). No variant passed every seed set.
+The last policies (metrics.json: last_policy_return_per_seed) were as good on
+seeds 0-9, 200-209 and 300-309 (500.0, 500.0, 499.6) but not on 1000-1029,
+where three seeds had forgotten by the end (444, 417, 462).
 
-Time: 43.7 s wall for all 10 seeds, compile and evaluation included, on an
-idle 2-core CPU (load below 2; target 45 s).
+Tried on the 30 seeds from train.seed=100 (train.seed=1000 for the last
+five), reporting the last policy, each counted as seeds below 475: the
+previous preset (1% final epsilon, no clipping) 2; Polyak tau 0.01 3; Huber
+loss 29; 1-step returns 23; a 128-128 MLP 2; clipping 1; clipping and gamma
+0.995 1; clipping and a 5% final epsilon 0 (but 3 on train.seed=1000);
+with 5-step returns 2; dueling 1; batch 128 0 (1.5x slower); batch 128 with
+one update per iteration 6; 10% final learning rate 3.
+
+Time, all 10 seeds, compile, validation and evaluation included, idle 2-core
+CPU: 42.0 s (seeds 200-209 and 300-309), 45.0 s and 48.8 s (two runs of
+seeds 0-9). Target 45 s: at the limit.
 """
 
 from jaxdl.rl import default_config
@@ -36,9 +44,20 @@ def get_config():
   config.train.target_every = 100
   config.train.log_every = 250
   config.buffer.size = 10_000  # a small buffer kept fresher data: 20k and 100k lost seeds
-  config.epsilon.end = 0.01
+  # Still exploring 5% of the time at the end keeps states near failure in the
+  # buffer: with 1%, 2 of 30 seeds (seeds 100-129) ended below 475.
+  config.epsilon.end = 0.05
   config.epsilon.fraction = 0.4
   config.optim.learning_rate = 5e-4
   config.optim.schedule = "linear"  # decaying to 0 freezes a good policy instead of drifting off it
+  config.optim.clip_norm = 10.0  # the squared TD loss has unbounded gradients; clipping lost fewer seeds
   config.model.hidden = (64, 64)
+  # Report each seed's best-validated policy: a seed that once balanced for
+  # 500 steps can still forget it late in training (DQN's replay then holds
+  # only balanced states), as 3 of seeds 1000-1029 did (444, 417, 462).
+  config.eval.select = "best"
+  # Every 1000 iterations (8000 env steps): 20 validations cost 0.9 s of the
+  # run; validating every 250 cost 4.8 s and chose no better on seeds
+  # 100-129 and 1000-1029.
+  config.eval.validate_every = 1000
   return config

@@ -3,9 +3,13 @@
     jaxdl run dqn_cartpole_gym
     jaxdl run dqn_cartpole_gym --set env.id=LunarLander-v3    # any discrete-action Gymnasium id
 
-Result (2-core CPU shared with other jobs, load 8-13): greedy return 500.0,
-500.0, 500.0 for seeds 0, 1, 2 (10 episodes each; mean 500.0, target >= 475),
-480k env steps in 377 s wall (107 s of CPU).
+Result (lightly loaded 2-core CPU): greedy return 500.0, 500.0, 500.0 for
+seeds 0, 1, 2 (10 episodes each; mean 500.0, target >= 475; the last policies
+scored the same), 480k env steps in 141 s wall.
+
+Killed at any point (even SIGKILL) and re-run with the same command, it resumes
+from its newest checkpoint and ends bit-identical to an uninterrupted run: the
+Gymnasium envs are snapshotted beside every checkpoint (``checkpoints_envs/``).
 """
 
 import importlib.util
@@ -21,8 +25,4 @@ def get_config():
   config.env.backend = "gym"
   config.train.num_seeds = 3
   config.train.seed_groups = 1  # the jitted path's threads; the host loop steps all seeds together
-  # The values this preset was measured with (the jitted preset later moved to
-  # gamma 0.995 and a 10k buffer for its hardest seed set).
-  config.train.gamma = 0.99
-  config.buffer.size = 20_000
   return config

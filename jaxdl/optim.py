@@ -18,7 +18,7 @@ import optax
 from jaxdl.utils.errors import JaxdlError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "step")
+SCHEDULES = ("constant", "linear", "cosine", "warmup_cosine", "step")
 
 
 def decay_mask(params) -> Any:
@@ -76,11 +76,11 @@ def make_schedule(
   """A learning-rate schedule by name.
 
   Args:
-    name: 'constant', 'cosine', 'warmup_cosine' or 'step'.
+    name: 'constant', 'linear', 'cosine', 'warmup_cosine' or 'step'.
     learning_rate: the peak (or constant) learning rate.
     total_steps: the run's optimizer steps; cosine decays over all of them.
     warmup_steps: linear warmup from 0 for 'warmup_cosine'.
-    final_fraction: the cosine's end value as a fraction of the peak.
+    final_fraction: the linear or cosine decay's end value, as a fraction of the peak.
     boundaries: for 'step', where the rate drops, as fractions of total_steps.
     decay_factor: for 'step', the factor applied at each boundary.
 
@@ -90,6 +90,8 @@ def make_schedule(
   total_steps = max(int(total_steps), 1)
   if name == "constant":
     return optax.constant_schedule(learning_rate)
+  if name == "linear":
+    return optax.linear_schedule(learning_rate, learning_rate * final_fraction, total_steps)
   if name == "cosine":
     return optax.cosine_decay_schedule(learning_rate, total_steps, alpha=final_fraction)
   if name == "warmup_cosine":
@@ -166,20 +168,28 @@ def make_optimizer(
   return optax.chain(*parts) if len(parts) > 1 else parts[0]
 
 
-def from_config(optim: Mapping[str, Any], total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Builds (optimizer, schedule) from a config's ``optim`` section."""
-  schedule = make_schedule(
+def schedule_from_config(optim: Mapping[str, Any], total_steps: int) -> optax.Schedule:
+  """The learning-rate schedule a config's ``optim`` section names, over ``total_steps``."""
+  return make_schedule(
       optim["schedule"], optim["learning_rate"], total_steps,
       warmup_steps=optim.get("warmup_steps", 0),
       final_fraction=optim.get("final_fraction", 0.0),
       boundaries=tuple(optim.get("boundaries", (0.5, 0.75))),
       decay_factor=optim.get("decay_factor", 0.1))
-  tx = make_optimizer(
-      optim["name"], schedule,
+
+
+def optimizer_from_config(optim: Mapping[str, Any],
+                          learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
+  """The optimizer a config's ``optim`` section names, with its options, at ``learning_rate``."""
+  return make_optimizer(
+      optim["name"], learning_rate,
       momentum=optim.get("momentum", 0.9), b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
       eps=optim.get("eps", 1e-8), rms_decay=optim.get("rms_decay", 0.9),
       weight_decay=optim.get("weight_decay", 0.0), l1=optim.get("l1", 0.0),
       clip_norm=optim.get("clip_norm", 0.0))
-  return tx, schedule
 
 
+def from_config(optim: Mapping[str, Any], total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Builds (optimizer, schedule) from a config's ``optim`` section."""
+  schedule = schedule_from_config(optim, total_steps)
+  return optimizer_from_config(optim, schedule), schedule

@@ -480,7 +480,11 @@ def fit(
   Args:
     exp: built experiment: ``config``, ``state`` (replicated over
       ``mesh``), ``mesh``, ``run_chunk(state, n)``, ``steps_per_epoch`` (the
-      longest chunk), and optionally ``param_path(state, leaf) -> str``.
+      longest chunk), and optionally ``param_path(state, leaf) -> str`` and
+      ``on_checkpoint(step, state, directory)``: called on process 0 just
+      before checkpoint ``step`` is started in ``directory``, to save what
+      lives outside the state pytree (the DQN host loop's Gymnasium envs), so
+      that whatever it writes is on disk before the checkpoint can be.
     workdir: the run's output directory.
     eval_fn: ``state -> metrics`` on the held-out data.
     headline: ``state -> str``, the line printed before training starts.
@@ -522,9 +526,12 @@ def fit(
   if eval_every is None:
     eval_every = t.eval_every or exp.steps_per_epoch
   every = c.every_steps
+  on_checkpoint = getattr(exp, "on_checkpoint", None)
 
   def save_checkpoint(step, state, metrics):
     if (every > 0 and step % every == 0) or step == total_steps:
+      if on_checkpoint is not None and jax.process_index() == 0:
+        on_checkpoint(step, state, ckpt.directory)
       ckpt.save(step, state, metrics=metrics)
       if os.environ.get("JAXDL_FAULT_KILL_AFTER_SAVE") == str(step):  # fault injection for tests
         os.kill(os.getpid(), signal.SIGKILL)

@@ -11,6 +11,23 @@ if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# One persistent XLA compilation cache for the whole session: set here, in the
+# pytest process that starts first, it is inherited by the xdist workers, by
+# the `jaxdl run` subprocesses of the kill-and-resume tests and by notebook
+# kernels, so a program compiled by one of them is loaded, not recompiled, by
+# the next (a kill/resume test compiles the same chunk three times). A cached
+# executable is the same program, so results stay bit-identical. Programs
+# that compile in under 0.2 s are not worth the disk write.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import atexit
+  import shutil
+  import tempfile
+
+  _CACHE = tempfile.mkdtemp(prefix="jaxdl-test-xla-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import cli, configs, envs
+from jaxdl import checkpoint, cli, configs, envs
 from jaxdl.rl import agent as agent_lib
 from jaxdl.rl import anakin, buffer, dqn
 from jaxdl.rl.host import HostRunner
@@ -24,7 +24,8 @@ EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
 # A small jitted CartPole run: 2 seeds in 2 groups (threads), 12k env steps each,
 # checkpoints every 250 iterations.
 SMALL = ["train.num_seeds=2", "train.seed_groups=2", "train.env_steps=12000", "train.learning_starts=1000",
-         "train.log_every=250", "checkpoint.every_steps=250", "checkpoint.max_to_keep=10", "eval.episodes=5"]
+         "train.log_every=250", "checkpoint.every_steps=250", "checkpoint.max_to_keep=10", "eval.episodes=5",
+         "eval.select=best", "eval.validate_every=0"]
 RANDOM_CARTPOLE = 22.4  # mean return of the uniformly random policy on CartPole-v1 (measured below)
 
 
@@ -206,6 +207,38 @@ def test_short_jitted_run_beats_a_random_policy(small_run):
   assert all("train/episode_return/seed1" in r for r in records)
 
 
+def test_keep_best_picks_per_seed_and_prefers_the_newer_policy_on_a_tie():
+  params = {"w": jnp.arange(6.0).reshape(3, 2)}  # (S=3, 2)
+  best = {"params": {"w": jnp.zeros((3, 2))}, "score": jnp.array([5.0, 7.0, 1.0]), "step": jnp.array([1, 1, 1])}
+  best = anakin.keep_best(best, params, jnp.array([6.0, 7.0, 0.5]), jnp.int32(9))
+  np.testing.assert_array_equal(best["params"]["w"], [[0.0, 1.0], [2.0, 3.0], [0.0, 0.0]])
+  np.testing.assert_array_equal(best["score"], [6.0, 7.0, 1.0])
+  np.testing.assert_array_equal(best["step"], [9, 9, 1])
+
+
+def test_select_best_reports_each_seeds_best_validated_policy(small_run):
+  workdir, metrics = small_run
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert metrics["eval_select"] == "best"
+  for seed in range(2):
+    history = [(r["step"], r[f"train/validation_return/seed{seed}"]) for r in records
+               if f"train/validation_return/seed{seed}" in r]
+    assert len(history) == 12000 // 8 // 250  # one validation per log interval
+    top = max(score for _, score in history)
+    assert metrics["selected_validation_return_per_seed"][seed] == pytest.approx(top)
+    newest = max(step for step, score in history if score == pytest.approx(top))
+    assert metrics["selected_env_steps_per_seed"][seed] == newest * 8
+  # The reported policy is the selected one, not the last one, and both are on record.
+  assert len(metrics["last_policy_return_per_seed"]) == 2
+  config = preset("dqn_cartpole", SMALL)
+  runner = anakin.Runner(config)
+  state = runner.init()
+  restored = checkpoint.Checkpointer(workdir / "checkpoints").restore(12000 // 8, jax.device_get(state))
+  returns = np.asarray(runner.evaluate(restored, restored.best["params"])).mean(axis=1)
+  np.testing.assert_allclose(returns, metrics["eval_return_per_seed"])
+  runner.close()
+
+
 def test_sigkill_then_same_command_resumes_bit_exactly(tmp_path, small_run):
   _, reference = small_run
   workdir = tmp_path / "run"
@@ -232,6 +265,7 @@ def test_sigkill_then_same_command_resumes_bit_exactly(tmp_path, small_run):
     (["buffer.size=64", "train.batch_size=128"], "buffer.size=64"),
     (["epsilon.start=1.5"], "epsilon.start=1.5"),
     (["epsilon.end=-0.1"], "epsilon.end=-0.1"),
+    (["eval.select=first"], "eval.select='first'"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, overrides, named):
   workdir = tmp_path / "run"

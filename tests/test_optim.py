@@ -91,11 +91,13 @@ def test_schedules():
   step = optim.make_schedule("step", 1.0, 100, boundaries=(0.5, 0.75), decay_factor=0.1)
   assert [float(step(s)) for s in (0, 49, 51, 76)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
   assert float(optim.make_schedule("constant", 0.3, 10)(7)) == pytest.approx(0.3)
+  linear = optim.make_schedule("linear", 1.0, 100, final_fraction=0.1)
+  assert [float(linear(s)) for s in (0, 50, 100, 200)] == pytest.approx([1.0, 0.55, 0.1, 0.1])
 
 
 @pytest.mark.parametrize("call, words", [
     (lambda: optim.make_optimizer("adagrad", 0.1), ["adagrad", "adamw"]),
-    (lambda: optim.make_schedule("linear", 0.1, 10), ["linear", "warmup_cosine"]),
+    (lambda: optim.make_schedule("exponential", 0.1, 10), ["exponential", "warmup_cosine"]),
     (lambda: optim.make_schedule("warmup_cosine", 0.1, 10, warmup_steps=10), ["warmup_steps=10"]),
     (lambda: optim.make_optimizer("sgd", 0.1, clip_norm=-1.0), ["clip_norm"]),
 ])

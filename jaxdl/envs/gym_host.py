@@ -8,9 +8,23 @@ with max-pooling, 84x84 grey) and a stack of the last 4 frames.
 Episodes that end are reset in the same ``step`` (``AutoresetMode.SAME_STEP``)
 and their last observation comes back as ``final_obs``, so a replay buffer
 stores true next observations; this is what the JAX environments do too.
+
+A vector env can be snapshotted (:func:`snapshot`, :func:`from_snapshot`) so
+that a resumed run continues the very same episodes: the copy steps exactly as
+the original would have. Plain Python envs (CartPole, Acrobot, ...) pickle as
+they are. Atari envs pickle by being rebuilt from their constructor arguments
+(Gymnasium's ``EzPickle``), which would lose the game, so they are rebuilt and
+then given back their emulator state, including the ALE's random generator:
+v5 ids repeat the previous action with probability 0.25 ("sticky actions",
+Machado et al. 2018) drawn from that generator. Other ``EzPickle`` envs
+(Box2D, MuJoCo) are refused with :class:`SnapshotError`.
 """
 
 import difflib
+import functools
+import io
+import pickle
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -64,7 +78,7 @@ def make_vector_env(env_id: str, num_envs: int, *, frame_stack: int = 4,
     JaxdlError: the id is unknown, or its action space is not discrete.
   """
   check_env_id(env_id)
-  envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id, frame_stack, max_episode_steps) for _ in range(num_envs)],
+  envs = gym.vector.SyncVectorEnv([functools.partial(_make_one, env_id, frame_stack, max_episode_steps)] * num_envs,
                                   autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
   space = envs.single_action_space
   if not isinstance(space, gym.spaces.Discrete):
@@ -82,3 +96,59 @@ def final_observations(obs: np.ndarray, infos: dict[str, Any], done: np.ndarray)
   for i in np.flatnonzero(done):
     final[i] = infos["final_obs"][i]
   return final
+
+
+# ------------------------------------------------------------- snapshots --
+
+
+class SnapshotError(Exception):
+  """A vector env that cannot be snapshotted exactly; the message says why."""
+
+
+def _rebuild_atari(args: tuple, kwargs: dict, attrs: dict, ale_state: Any) -> Any:
+  """An ``AtariEnv`` as it was: rebuilt (ROM loaded), attributes and emulator state put back."""
+  from ale_py.env import AtariEnv
+  env = AtariEnv(*args, **kwargs)
+  env.__dict__.update(attrs)  # its numpy generator, spaces, spec: everything but the emulator
+  env.ale.restoreState(ale_state)
+  return env
+
+
+class _Pickler(pickle.Pickler):
+  """Pickles envs by value, with the two special cases of the module docstring."""
+
+  def reducer_override(self, obj):
+    ale_env = sys.modules.get("ale_py.env")  # imported only if an Atari id was made
+    if ale_env is not None and type(obj) is ale_env.AtariEnv:
+      attrs = {k: v for k, v in obj.__dict__.items() if k not in ("ale", "_ezpickle_args", "_ezpickle_kwargs")}
+      # include_rng: the sticky-action draws must continue, not restart.
+      return _rebuild_atari, (obj._ezpickle_args, obj._ezpickle_kwargs, attrs,
+                              obj.ale.cloneState(include_rng=True))
+    if isinstance(obj, gym.utils.EzPickle):
+      raise SnapshotError(f"{type(obj).__name__} pickles by rebuilding itself from its constructor "
+                          f"arguments, which loses its state")
+    return NotImplemented
+
+
+def snapshot(envs: gym.vector.VectorEnv) -> bytes:
+  """The vector env with every episode in progress, as bytes for :func:`from_snapshot`.
+
+  Raises:
+    SnapshotError: some env cannot be copied exactly.
+  """
+  out = io.BytesIO()
+  try:
+    _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(envs)
+  except SnapshotError:
+    raise
+  except Exception as e:  # pickle raises TypeError, AttributeError, PicklingError, ... for a foreign object
+    raise SnapshotError(f"{type(e).__name__}: {e}") from e
+  return out.getvalue()
+
+
+def from_snapshot(data: bytes) -> gym.vector.VectorEnv:
+  """The vector env :func:`snapshot` saved; it steps exactly as the original would have.
+
+  Unpickles ``data``: only load snapshots this run wrote.
+  """
+  return pickle.loads(data)

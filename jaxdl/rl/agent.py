@@ -47,7 +47,8 @@ def init_agent(setup: Setup, key: jax.Array, obs: jax.Array, env_state: Any = No
   learner = dqn.init_learner(setup.network, setup.tx, jax.random.fold_in(key, 0), obs[0])
   num_envs = obs.shape[0]
   return Agent(
-      learner=learner, buffer=buffer_lib.init(setup.buffer_rows, num_envs, obs[0]),
+      learner=learner,
+      buffer=buffer_lib.init(setup.buffer_rows, num_envs, obs[0], prioritized=setup.prioritization is not None),
       env_state={} if env_state is None else env_state, obs=obs,
       episode_return=jnp.zeros((num_envs,), jnp.float32), episode_length=jnp.zeros((num_envs,), jnp.int32),
       rng=jax.random.fold_in(key, 1), step=jnp.zeros((), jnp.int32))
@@ -105,16 +106,18 @@ def learn(setup: Setup, agent: Agent, key: jax.Array) -> tuple[Agent, dict[str, 
   """``train.updates_per_iteration`` optimizer steps on batches from the agent's buffer.
 
   Returns:
-    The agent and ``loss`` and ``q`` summed over the updates.
+    The agent (with the new priorities if replay is prioritised) and ``loss``
+    and ``q`` summed over the updates.
   """
   t = setup.config.train
-  learner = agent.learner
+  learner, buf = agent.learner, agent.buffer
   sums = {"loss": jnp.zeros((), jnp.float32), "q": jnp.zeros((), jnp.float32)}
   for i in range(t.updates_per_iteration):
-    learner, m = dqn.learn(learner, agent.buffer, jax.random.fold_in(key, i), batch_size=t.batch_size,
-                           n_step=t.n_step, gamma=t.gamma, update_fn=setup.update)
+    learner, buf, m = dqn.learn(learner, buf, jax.random.fold_in(key, i), batch_size=t.batch_size,
+                                n_step=t.n_step, gamma=t.gamma, update_fn=setup.update,
+                                prioritization=setup.prioritization)
     sums = {k: sums[k] + m[k] for k in sums}
-  return agent.replace(learner=learner), sums
+  return agent.replace(learner=learner, buffer=buf), sums
 
 
 def no_learning(agent: Agent, key: jax.Array) -> tuple[Agent, dict[str, jax.Array]]:

@@ -27,10 +27,46 @@ from jaxdl.rl.config import Setup, build
 
 @struct.dataclass
 class RunState:
-  """All seeds together: ``seeds`` is an :class:`Agent` with a leading (S,) axis."""
+  """All seeds together: ``seeds`` is an :class:`Agent` with a leading (S,) axis.
+
+  ``best`` is ``{}`` unless ``eval.select='best'``; then it holds each seed's
+  best-validated policy (see :func:`init_best`), checkpointed with the rest.
+  An empty dict has no leaves, so a 'last' run's checkpoints are unchanged.
+  """
 
   step: jax.Array  # () int32, iterations done (the same for every seed)
   seeds: agent_lib.Agent
+  best: Any = struct.field(default_factory=dict)
+
+
+def init_best(seeds: agent_lib.Agent) -> dict[str, Any]:
+  """No policy validated yet: ``params`` (a copy of the current ones), ``score`` (S,) -inf, ``step`` (S,) 0."""
+  num_seeds = seeds.step.shape[0]
+  return {"params": jax.tree_util.tree_map(jnp.copy, seeds.learner.params),
+          "score": jnp.full((num_seeds,), -jnp.inf, jnp.float32),
+          "step": jnp.zeros((num_seeds,), jnp.int32)}
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def keep_best(best: dict[str, Any], params: Any, score: jax.Array, step: jax.Array) -> dict[str, Any]:
+  """Each seed's ``best`` after a validation that gave ``params`` (S, ...) the ``score`` (S,) at iteration ``step``.
+
+  A tie goes to the newer policy: it has trained longer on the same score.
+  """
+  better = score >= best["score"]  # (S,)
+
+  def pick(new, old):
+    return jnp.where(better.reshape(better.shape + (1,) * (new.ndim - 1)), new, old)
+
+  return {"params": jax.tree_util.tree_map(pick, params, best["params"]),
+          "score": jnp.where(better, score, best["score"]),
+          "step": jnp.where(better, jnp.broadcast_to(step, better.shape), best["step"])}
+
+
+def start_state(config: ml_collections.ConfigDict, seeds: agent_lib.Agent) -> RunState:
+  """Iteration 0 of a run, with a best-policy record if ``eval.select='best'``."""
+  best = init_best(seeds) if config.eval.select == "best" else {}
+  return RunState(step=jnp.zeros((), jnp.int32), seeds=seeds, best=best)
 
 
 class Runner:
@@ -124,13 +160,13 @@ class Runner:
     return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(self.config.train.num_seeds))
 
   def init(self) -> RunState:
-    return RunState(step=jnp.zeros((), jnp.int32), seeds=jax.jit(jax.vmap(self.init_one))(self.seed_keys()))
+    return start_state(self.config, jax.jit(jax.vmap(self.init_one))(self.seed_keys()))
 
   @functools.cached_property
   def _chunk(self):
     def chunk(state, n):
       seeds, metrics = jax.vmap(lambda a: self.chunk_one(a, n, state.step))(state.seeds)
-      return RunState(step=state.step + n, seeds=seeds), metrics
+      return state.replace(step=state.step + n, seeds=seeds), metrics
     return jax.jit(chunk, donate_argnums=(0,))
 
   def chunk(self, state: RunState, n: int) -> tuple[RunState, dict]:
@@ -152,7 +188,7 @@ class Runner:
              for g in range(groups)]
     outs = list(self._pool.map(lambda part: jax.block_until_ready(self._chunk(part, jnp.int32(n))), parts))
     seeds, metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *[(o[0].seeds, o[1]) for o in outs])
-    return RunState(step=outs[0][0].step, seeds=seeds), metrics
+    return state.replace(step=outs[0][0].step, seeds=seeds), metrics
 
   @functools.cached_property
   def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -163,11 +199,20 @@ class Runner:
       self._pool.shutdown()
 
   @functools.cached_property
-  def evaluate(self):
-    """``evaluate(state) -> (S, episodes)`` greedy returns, keys fixed by ``train.seed``."""
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, 3))(self.seed_keys())
-    run = jax.jit(jax.vmap(self.evaluate_one))
-    return lambda state: run(state.seeds.learner.params, keys)
+  def _evaluate_all(self):
+    return jax.jit(jax.vmap(self.evaluate_one))
+
+  def _greedy_returns(self, params: Any, salt: int) -> jax.Array:
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, salt))(self.seed_keys())
+    return self._evaluate_all(params, keys)
+
+  def evaluate(self, state: RunState, params: Any = None) -> jax.Array:
+    """(S, episodes) greedy returns of ``params`` (default: the current policy); episodes fixed by ``train.seed``."""
+    return self._greedy_returns(state.seeds.learner.params if params is None else params, 3)
+
+  def validate(self, state: RunState) -> jax.Array:
+    """(S, episodes) greedy returns of the current policy on validation episodes, apart from :meth:`evaluate`'s."""
+    return self._greedy_returns(state.seeds.learner.params, 4)
 
 
 def make_train(config: ml_collections.ConfigDict):

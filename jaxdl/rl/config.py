@@ -15,6 +15,8 @@ import flax.linen as nn
 import ml_collections
 import optax
 
+from jaxdl import configs
+from jaxdl import optim as optim_lib
 from jaxdl.models.qnet import QNETS
 from jaxdl.rl import dqn
 from jaxdl.utils.errors import JaxdlError
@@ -61,17 +63,24 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.buffer = ml_collections.ConfigDict()
   c.buffer.size = 10_000  # transitions per seed
+  # Prioritised replay, proportional variant; alpha and beta_start are Schaul
+  # et al. 2016's choices for it (section 4, https://arxiv.org/abs/1511.05952).
+  c.buffer.prioritized = False
+  c.buffer.alpha = 0.6  # P(i) ~ (|delta_i| + eps)^alpha
+  c.buffer.beta_start = 0.4  # importance-sampling exponent, annealed linearly to 1 over the updates
+  c.buffer.priority_eps = 1e-6  # small, > 0: a transition with delta = 0 stays drawable
 
   c.epsilon = ml_collections.ConfigDict()
   c.epsilon.start = 1.0
   c.epsilon.end = 0.05
   c.epsilon.fraction = 0.5  # of train.env_steps spent decaying
 
-  c.optim = ml_collections.ConfigDict()
+  # Every optimizer and schedule of jaxdl.optim (optim.name, optim.momentum,
+  # optim.schedule='linear' to decay to 0 by the last update, ...).
+  c.optim = configs.base_config().optim
+  c.optim.name = "adam"
   c.optim.learning_rate = 2.5e-4
-  c.optim.schedule = "constant"  # or 'linear': decay to 0 by the last update
-  c.optim.eps = 1e-8  # Adam's epsilon
-  c.optim.clip_norm = 0.0  # 0: no gradient clipping
+  c.optim.schedule = "constant"
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mlp"  # or 'nature_cnn'
@@ -80,6 +89,13 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.episodes = 10  # greedy episodes per seed
+  # Which policy the final evaluation scores: 'last' (where training ended) or
+  # 'best' (each seed's policy that did best on eval.episodes validation
+  # episodes, apart from the evaluation ones, checked every
+  # eval.validate_every iterations, a multiple of train.log_every; 0: every
+  # train.log_every). A tie goes to the newer policy.
+  c.eval.select = "last"
+  c.eval.validate_every = 0
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 0  # iterations; 0: only at the end
@@ -127,10 +143,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise JaxdlError(f"model.name='{c.model.name}' must be one of {', '.join(QNETS)}")
   if c.optim.learning_rate <= 0:
     raise JaxdlError(f"optim.learning_rate={c.optim.learning_rate} must be > 0")
-  if c.optim.schedule not in ("constant", "linear"):
-    raise JaxdlError(f"optim.schedule='{c.optim.schedule}' must be 'constant' or 'linear'")
+  if c.optim.name not in optim_lib.OPTIMIZERS:
+    raise JaxdlError(f"optim.name='{c.optim.name}' must be one of {', '.join(optim_lib.OPTIMIZERS)}")
+  if c.optim.schedule not in optim_lib.SCHEDULES:
+    raise JaxdlError(f"optim.schedule='{c.optim.schedule}' must be one of {', '.join(optim_lib.SCHEDULES)}")
+  b = c.buffer
+  if b.alpha < 0:
+    raise JaxdlError(f"buffer.alpha={b.alpha} must be >= 0")
+  if not 0.0 <= b.beta_start <= 1.0:
+    raise JaxdlError(f"buffer.beta_start={b.beta_start} must be in [0, 1]")
+  if b.priority_eps <= 0:
+    raise JaxdlError(f"buffer.priority_eps={b.priority_eps} must be > 0")
   if c.eval.episodes <= 0:
     raise JaxdlError(f"eval.episodes={c.eval.episodes} must be > 0")
+  if c.eval.select not in ("last", "best"):
+    raise JaxdlError(f"eval.select='{c.eval.select}' must be 'last' or 'best'")
+  if c.eval.validate_every < 0 or c.eval.validate_every % t.log_every:
+    raise JaxdlError(f"eval.validate_every={c.eval.validate_every} must be 0 (every train.log_every) or a "
+                     f"multiple of train.log_every={t.log_every}")
   if c.checkpoint.every_steps < 0:
     raise JaxdlError(f"checkpoint.every_steps={c.checkpoint.every_steps} must be >= 0 (0: only at the end)")
 
@@ -144,6 +174,7 @@ class Setup:
     tx: the optimizer.
     epsilon: env step -> exploration rate.
     update: :func:`dqn.update` with the config's options bound.
+    prioritization: prioritised replay's settings, None for uniform replay.
     num_envs, iterations, warmup_iterations, buffer_rows: the run's sizes.
   """
 
@@ -156,6 +187,7 @@ class Setup:
   iterations: int
   warmup_iterations: int
   buffer_rows: int
+  prioritization: dqn.Prioritization | None = None
 
   def apply(self, params, obs):
     return self.network.apply({"params": params}, obs)
@@ -172,11 +204,11 @@ def build(c: ml_collections.ConfigDict, num_actions: int) -> Setup:
     kwargs["hidden"] = tuple(c.model.hidden)
   network = QNETS[c.model.name](num_actions, **kwargs)
   num_updates = max((iterations - warmup) * t.updates_per_iteration, 1)
-  lr = (c.optim.learning_rate if c.optim.schedule == "constant"
-        else optax.linear_schedule(c.optim.learning_rate, 0.0, num_updates))
-  tx = optax.adam(lr, eps=c.optim.eps)
-  if c.optim.clip_norm > 0:
-    tx = optax.chain(optax.clip_by_global_norm(c.optim.clip_norm), tx)
+  tx = make_optimizer(c.optim, num_updates)
+  prioritization = None
+  if c.buffer.prioritized:
+    prioritization = dqn.Prioritization(alpha=c.buffer.alpha, eps=c.buffer.priority_eps,
+                                        beta=optax.linear_schedule(c.buffer.beta_start, 1.0, num_updates))
   update = functools.partial(
       dqn.update, apply_fn=network.apply, tx=tx, double=t.double, loss=t.loss, huber_delta=t.huber_delta,
       target_every=t.target_every, tau=t.tau)
@@ -184,4 +216,17 @@ def build(c: ml_collections.ConfigDict, num_actions: int) -> Setup:
                epsilon=dqn.epsilon_schedule(c.epsilon.start, c.epsilon.end,
                                             int(c.epsilon.fraction * t.env_steps)),
                update=update, num_envs=num_envs, iterations=iterations, warmup_iterations=warmup,
-               buffer_rows=max(c.buffer.size // num_envs, t.n_step))
+               buffer_rows=max(c.buffer.size // num_envs, t.n_step), prioritization=prioritization)
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, num_updates: int) -> optax.GradientTransformation:
+  """The ``optim`` section's optimizer (``jaxdl.optim``), its schedule spanning ``num_updates`` updates.
+
+  'constant' passes the learning rate as a float rather than a schedule: the
+  optimizer state then holds no step count, as with ``optax.adam(lr)``, so DQN
+  checkpoints and ``state_sha256`` stay what they were before DQN used
+  ``jaxdl.optim``.
+  """
+  lr = (optim.learning_rate if optim.schedule == "constant"
+        else optim_lib.schedule_from_config(optim, num_updates))
+  return optim_lib.optimizer_from_config(optim, lr)

@@ -6,10 +6,12 @@ host loop (``jaxdl.rl.host``) call the same :func:`learn` on the same
 
 References: Mnih et al. 2015 (DQN, Huber loss, target network); van Hasselt et
 al. 2016 (Double DQN, https://arxiv.org/abs/1509.06461); Sutton & Barto 2018,
-section 7.1 (n-step returns).
+section 7.1 (n-step returns); Schaul et al. 2016 (prioritised replay,
+https://arxiv.org/abs/1511.05952).
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import flax.linen as nn
@@ -94,13 +96,15 @@ def epsilon_greedy(key: jax.Array, q: jax.Array, epsilon: jax.Array) -> jax.Arra
 
 def update(learner: Learner, batch: dict[str, jax.Array], *, apply_fn: Callable, tx: optax.GradientTransformation,
            double: bool = True, loss: str = "huber", huber_delta: float = 1.0, target_every: int = 500,
-           tau: float = 1.0) -> tuple[Learner, dict[str, jax.Array]]:
+           tau: float = 1.0) -> tuple[Learner, dict[str, jax.Array], jax.Array]:
   """One optimizer step on a batch of (n-step) transitions, then the target rule.
 
   Args:
     learner: the parameters and optimizer state.
     batch: ``obs`` (B, ...), ``action`` (B,), ``reward`` (B,), ``next_obs``
-      (B, ...), ``discount`` (B,), as ``buffer.sample`` returns them.
+      (B, ...), ``discount`` (B,), as ``buffer.sample`` returns them, and
+      optionally ``weight`` (B,), importance-sampling weights that multiply
+      each example's loss (``buffer.sample_prioritized``).
     apply_fn: ``apply_fn({"params": p}, obs) -> (B, A)``.
     tx: the optimizer.
     double: Double DQN targets.
@@ -109,7 +113,9 @@ def update(learner: Learner, batch: dict[str, jax.Array], *, apply_fn: Callable,
     target_every, tau: see :func:`target_update`.
 
   Returns:
-    The next learner and scalar metrics: loss, q (mean chosen Q), grad_norm.
+    The next learner, scalar metrics (loss, q: mean chosen Q, grad_norm),
+    and the TD errors ``Q(s, a) - target`` (B,) before the step, from which
+    prioritised replay sets the new priorities.
   """
   q_next_target = apply_fn({"params": learner.target_params}, batch["next_obs"])  # (B, A)
   q_next_online = apply_fn({"params": learner.params}, batch["next_obs"]) if double else None
@@ -120,22 +126,54 @@ def update(learner: Learner, batch: dict[str, jax.Array], *, apply_fn: Callable,
     chosen = jnp.take_along_axis(q, batch["action"][:, None], axis=-1)[:, 0]  # (B,)
     td = chosen - targets
     per_example = huber(td, huber_delta) if loss == "huber" else 0.5 * td**2
-    return per_example.mean(), chosen.mean()
+    if "weight" in batch:
+      per_example = batch["weight"] * per_example
+    return per_example.mean(), (chosen.mean(), td)
 
-  (value, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(learner.params)
+  (value, (q_mean, td)), grads = jax.value_and_grad(loss_fn, has_aux=True)(learner.params)
   updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
   params = optax.apply_updates(learner.params, updates)
   count = learner.updates + 1
   target = target_update(params, learner.target_params, count, every=target_every, tau=tau)
   new = Learner(params=params, target_params=target, opt_state=opt_state, updates=count)
-  return new, {"loss": value, "q": q_mean, "grad_norm": optax.tree.norm(grads)}
+  return new, {"loss": value, "q": q_mean, "grad_norm": optax.tree.norm(grads)}, jax.lax.stop_gradient(td)
+
+
+@dataclass(frozen=True)
+class Prioritization:
+  """Prioritised replay's settings (Schaul et al. 2016, proportional variant).
+
+  Attributes:
+    alpha: how much priorities count: ``P(i) ~ (|delta_i| + eps)^alpha``; 0 is uniform.
+    eps: keeps every transition's probability above 0 once its TD error is 0.
+    beta: optimizer step -> importance-sampling exponent (annealed to 1).
+  """
+
+  alpha: float
+  eps: float
+  beta: optax.Schedule
 
 
 def learn(learner: Learner, buf: buffer_lib.ReplayBuffer, key: jax.Array, *, batch_size: int, n_step: int,
-          gamma: float, update_fn: Callable) -> tuple[Learner, dict[str, jax.Array]]:
-  """Samples a batch from the buffer and applies ``update_fn`` (a bound :func:`update`)."""
-  batch = buffer_lib.sample(buf, key, batch_size, n_step=n_step, gamma=gamma)
-  return update_fn(learner, batch)
+          gamma: float, update_fn: Callable, prioritization: Prioritization | None = None,
+          ) -> tuple[Learner, buffer_lib.ReplayBuffer, dict[str, jax.Array]]:
+  """Samples a batch from the buffer and applies ``update_fn`` (a bound :func:`update`).
+
+  With ``prioritization`` the batch is drawn by priority, its loss weighted by
+  importance sampling, and the sampled windows' priorities are set to
+  ``(|delta| + eps)^alpha`` with the TD errors of this update; without it the
+  draw is uniform and the buffer comes back unchanged.
+  """
+  if prioritization is None:
+    batch = buffer_lib.sample(buf, key, batch_size, n_step=n_step, gamma=gamma)
+    learner, metrics, _ = update_fn(learner, batch)
+    return learner, buf, metrics
+  p = prioritization
+  batch, where = buffer_lib.sample_prioritized(buf, key, batch_size, beta=p.beta(learner.updates), n_step=n_step,
+                                               gamma=gamma)
+  learner, metrics, td = update_fn(learner, batch)
+  buf = buffer_lib.set_priorities(buf, where, (jnp.abs(td) + p.eps) ** p.alpha)
+  return learner, buf, metrics
 
 
 def init_learner(network: nn.Module, tx: optax.GradientTransformation, key: jax.Array,

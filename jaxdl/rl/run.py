@@ -1,4 +1,9 @@
-"""``train_and_evaluate(config, workdir)`` for DQN: either executor, checkpoints, outputs."""
+"""``train_and_evaluate(config, workdir)`` for DQN: either executor, checkpoints, outputs.
+
+Both executors resume bit-exactly after a kill: the jitted one keeps its
+environments in the checkpointed state, the host loop snapshots its Gymnasium
+envs beside every checkpoint (``jaxdl.rl.host``).
+"""
 
 import dataclasses
 import pathlib
@@ -7,10 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxdl import envs as envs_lib
+from jaxdl.rl.anakin import keep_best
 from jaxdl.rl.config import validate
 from jaxdl.rl.plots import plot_returns
 from jaxdl.supervised import fit
@@ -41,12 +48,13 @@ def make_runner(config: ml_collections.ConfigDict):
 
 @dataclasses.dataclass
 class _Experiment:
-  """What ``supervised.fit`` drives: the config, the initial state and the chunk."""
+  """What ``supervised.fit`` drives: the config, the initial state, the chunk and the save hook."""
 
   config: ml_collections.ConfigDict
   state: Any
   run_chunk: Callable[[Any, int], tuple[Any, dict]]
   steps_per_epoch: int
+  on_checkpoint: Callable[[int, Any, pathlib.Path], None] | None = None
 
 
 def _per_seed(prefix: str, values) -> dict[str, float]:
@@ -65,9 +73,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   ``eval_return_per_seed``, ``env_steps`` (all seeds), ``env_steps_per_second``,
   ``wall_seconds`` and ``params_sha256`` (every seed's final online params).
 
+  The evaluated policy is the last one, or with ``eval.select='best'`` each
+  seed's policy that scored highest on validation episodes (seeded apart
+  from the evaluation ones) during training; metrics.json then also has
+  ``selected_env_steps_per_seed``, ``selected_validation_return_per_seed``
+  and ``last_policy_return_per_seed`` (the last policy on the evaluation
+  episodes), and metrics.jsonl the validation returns.
+
   A workdir that already holds this run resumes from its newest intact
-  checkpoint; on the jitted path (``env.backend=jax``) the result is
-  bit-identical to an uninterrupted run, replay buffer and environments included.
+  checkpoint, and the result is bit-identical to an uninterrupted run, replay
+  buffer and environments included: on the jitted path (``env.backend=jax``)
+  the environments are part of the checkpointed state; on the host loop
+  (``env.backend=gym``) they are snapshotted beside each checkpoint under
+  ``checkpoints_envs/`` (see ``jaxdl.rl.host``). Where a host env cannot be
+  snapshotted exactly, or its snapshot is missing or damaged, a one-line
+  warning says so and the resumed run starts fresh episodes.
 
   Returns:
     The final state (``anakin.RunState``) and the final metrics dict.
@@ -78,7 +98,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   last_eval = {}
 
+  select_best = config.eval.select == "best"
+  validate_every = config.eval.validate_every or t.log_every
+
   def chunk_fn(state, n):
+    before = int(jax.device_get(state.step))
     state, metrics = runner.chunk(state, int(n))
     metrics = jax.device_get(metrics)  # one transfer per chunk, for the log
     out = {}
@@ -87,6 +111,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
       if key == "episode_return":
         out.update(_per_seed("episode_return", values))
+    after = before + int(n)
+    if select_best and (after // validate_every > before // validate_every or after == setup.iterations):
+      scores = np.asarray(jax.device_get(runner.validate(state)), np.float64).mean(axis=1)  # (S,)
+      best = keep_best(state.best, state.seeds.learner.params, jnp.asarray(scores, jnp.float32), state.step)
+      state = state.replace(best=best)
+      out["validation_return"] = float(scores.mean())
+      out.update(_per_seed("validation_return", scores))
     return state, out
 
   def eval_fn(state):
@@ -96,13 +127,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   def place(host_state):
     state = jax.device_put(host_state)
-    return runner.after_restore(state) if hasattr(runner, "after_restore") else state
+    # fit's Checkpointer writes into workdir/checkpoints; the host loop's env
+    # snapshots lie beside it.
+    return runner.after_restore(state, workdir / "checkpoints") if hasattr(runner, "after_restore") else state
 
   state = runner.init()
   n_params = param_count(jax.tree_util.tree_map(lambda x: x[0], state.seeds.learner.params))
   # Iterations (num_envs env steps of every seed each) are this loop's steps;
   # a chunk is at most one log interval long.
-  exp = _Experiment(config=config, state=state, run_chunk=chunk_fn, steps_per_epoch=max(t.log_every, 1))
+  exp = _Experiment(config=config, state=state, run_chunk=chunk_fn, steps_per_epoch=max(t.log_every, 1),
+                    on_checkpoint=getattr(runner, "save_envs", None))
   try:
     fitted = fit(exp, workdir, eval_fn=eval_fn, total_steps=setup.iterations, eval_every=t.eval_every,
                  place=place, desc="dqn", headline=lambda state: (
@@ -113,10 +147,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if hasattr(runner, "close"):
       runner.close()
   state, summary, start = fitted.state, fitted.summary, fitted.start
-  returns = last_eval.get("returns")
-  if returns is None:  # nothing left to train after a resume: evaluate now
+  last_returns = last_eval.get("returns")
+  if last_returns is None:  # nothing left to train after a resume: evaluate now
     eval_fn(state)
-    returns = last_eval["returns"]
+    last_returns = last_eval["returns"]
+  # The policy the run reports: the last one, or each seed's best-validated one.
+  returns = (np.asarray(jax.device_get(runner.evaluate(state, state.best["params"])), np.float64)
+             if select_best else last_returns)
   per_seed = returns.mean(axis=1)
   env_steps = int(jax.device_get(state.step)) * setup.num_envs * t.num_seeds
   trained = (int(jax.device_get(state.step)) - start) * setup.num_envs * t.num_seeds
@@ -126,6 +163,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "eval_return_per_seed": [float(v) for v in per_seed],
       "eval_return_min_episode": float(returns.min()),
       "eval_episodes_per_seed": int(returns.shape[1]),
+      "eval_select": config.eval.select,
+      # With select='best': the env steps (per seed) at which each seed's reported policy
+      # was taken, its validation score, and what the last policy scores on the same episodes.
+      **({"selected_env_steps_per_seed": [int(v) * setup.num_envs for v in jax.device_get(state.best["step"])],
+          "selected_validation_return_per_seed": [float(v) for v in jax.device_get(state.best["score"])],
+          "last_policy_return_per_seed": [float(v) for v in last_returns.mean(axis=1)],
+          "last_policy_return_mean": float(last_returns.mean())} if select_best else {}),
       "env_steps": env_steps,
       "env_steps_per_seed": env_steps // t.num_seeds,
       "env_steps_per_second": trained / max(summary["wall_seconds"], 1e-9),
