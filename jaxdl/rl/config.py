@@ -19,6 +19,7 @@ from jaxdl import configs
 from jaxdl import optim as optim_lib
 from jaxdl.models.qnet import QNETS
 from jaxdl.rl import dqn
+from jaxdl.supervised import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
 
@@ -115,10 +116,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not 0.0 <= c.epsilon.fraction <= 1.0:
     raise JaxdlError(f"epsilon.fraction={c.epsilon.fraction} must be in [0, 1]")
   t = c.train
-  for key in ("num_seeds", "env_steps", "batch_size", "n_step", "updates_per_iteration", "target_every",
-              "log_every"):
-    if t[key] <= 0:
-      raise JaxdlError(f"train.{key}={t[key]} must be > 0")
+  # The checks every fit-driven loop shares: these train keys > 0, eval_every,
+  # checkpoint.every_steps, optim.learning_rate.
+  validate_schedule(c, ("num_seeds", "env_steps", "batch_size", "n_step", "updates_per_iteration", "target_every",
+                        "log_every"))
   for key in ("num_envs", "frame_stack"):
     if c.env[key] <= 0:
       raise JaxdlError(f"env.{key}={c.env[key]} must be > 0")
@@ -137,12 +138,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise JaxdlError(f"train.tau={t.tau} must be in (0, 1]")
   if t.loss not in ("huber", "mse"):
     raise JaxdlError(f"train.loss='{t.loss}' must be 'huber' or 'mse'")
-  if t.learning_starts < 0 or t.eval_every < 0:
-    raise JaxdlError("train.learning_starts and train.eval_every must be >= 0")
+  if t.learning_starts < 0:
+    raise JaxdlError(f"train.learning_starts={t.learning_starts} must be >= 0")
   if c.model.name not in QNETS:
     raise JaxdlError(f"model.name='{c.model.name}' must be one of {', '.join(QNETS)}")
-  if c.optim.learning_rate <= 0:
-    raise JaxdlError(f"optim.learning_rate={c.optim.learning_rate} must be > 0")
   if c.optim.name not in optim_lib.OPTIMIZERS:
     raise JaxdlError(f"optim.name='{c.optim.name}' must be one of {', '.join(optim_lib.OPTIMIZERS)}")
   if c.optim.schedule not in optim_lib.SCHEDULES:
@@ -161,8 +160,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.eval.validate_every < 0 or c.eval.validate_every % t.log_every:
     raise JaxdlError(f"eval.validate_every={c.eval.validate_every} must be 0 (every train.log_every) or a "
                      f"multiple of train.log_every={t.log_every}")
-  if c.checkpoint.every_steps < 0:
-    raise JaxdlError(f"checkpoint.every_steps={c.checkpoint.every_steps} must be >= 0 (0: only at the end)")
 
 
 @dataclass(frozen=True)

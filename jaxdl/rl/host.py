@@ -194,7 +194,7 @@ class HostRunner:
     """``n`` iterations for every seed; per-seed metrics (S,) of the chunk."""
     step = int(jax.device_get(state.step))
     seeds = state.seeds
-    sums = None
+    stats_per_iteration = []  # left on the device: summed once per chunk, not fetched every iteration
     for i in range(int(n)):
       learn = step + i >= self.setup.warmup_iterations
       action = np.asarray(self._act(seeds)).reshape(-1)
@@ -203,9 +203,9 @@ class HostRunner:
       seeds, stats = self._observe[learn](
           seeds, self._split(action), self._split(reward.astype(np.float32)), self._split(final),
           self._split(obs), self._split(terminated), self._split(truncated),
-          agent_lib.buffer_row(self.setup, step + i))
-      stats = jax.device_get(stats)
-      sums = stats if sums is None else {k: sums[k] + v for k, v in stats.items()}
+          np.int32((step + i) % self.setup.buffer_rows))  # agent_lib.buffer_row, without an eager device op
+      stats_per_iteration.append(stats)
+    sums = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs).sum(axis=0), *stats_per_iteration)
     learning = min(max(step + int(n) - max(step, self.setup.warmup_iterations), 0), int(n))
     metrics = agent_lib.chunk_metrics(sums, learning * self.config.train.updates_per_iteration)
     return state.replace(step=state.step + n, seeds=seeds), metrics
