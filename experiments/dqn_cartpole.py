@@ -21,9 +21,12 @@ loss 29; 1-step returns 23; a 128-128 MLP 2; clipping 1; clipping and gamma
 with 5-step returns 2; dueling 1; batch 128 0 (1.5x slower); batch 128 with
 one update per iteration 6; 10% final learning rate 3.
 
-Time, all 10 seeds, compile, validation and evaluation included, idle 2-core
-CPU: 42.0 s (seeds 200-209 and 300-309), 45.0 s and 48.8 s (two runs of
-seeds 0-9). Target 45 s: at the limit.
+Time, all 10 seeds, compile, validation and evaluation included (metrics.json
+wall_seconds), idle 2-core CPU: 36.2, 36.3, 37.1 and 38.8 s on four runs of
+seeds 0-9, 35.9 s (seeds 200-209) and 37.7 s (seeds 300-309); the whole
+``jaxdl run`` process, Python's imports included, takes about 3.5 s more.
+Target 45 s. It was 42-49 s until the jitted path lowered its random draws
+without loops (jaxdl.utils.threefry: the same bits, same results).
 """
 
 from jaxdl.rl import default_config

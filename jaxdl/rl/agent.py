@@ -125,6 +125,15 @@ def no_learning(agent: Agent, key: jax.Array) -> tuple[Agent, dict[str, jax.Arra
   return agent, {"loss": jnp.zeros((), jnp.float32), "q": jnp.zeros((), jnp.float32)}
 
 
+def zero_stats() -> dict[str, jax.Array]:
+  """Zeros shaped like one iteration's stats (:func:`record`'s and :func:`learn`'s, all () float32).
+
+  A chunk's running sums start here; ``lax.while_loop`` rejects a mismatch,
+  so this cannot drift from what an iteration returns.
+  """
+  return {k: jnp.zeros((), jnp.float32) for k in ("return_sum", "length_sum", "episodes", "loss", "q")}
+
+
 def observe(setup: Setup, agent: Agent, action, reward, final_obs, obs, terminated, truncated, row=None, *,
             learn_now: bool) -> tuple[Agent, dict[str, jax.Array]]:
   """:func:`record`, then :func:`learn` if ``learn_now`` (static): the host loop's second half."""

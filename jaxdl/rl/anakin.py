@@ -23,6 +23,7 @@ from flax import struct
 from jaxdl import envs as envs_lib
 from jaxdl.rl import agent as agent_lib
 from jaxdl.rl.config import Setup, build
+from jaxdl.utils import threefry
 
 
 @struct.dataclass
@@ -121,15 +122,13 @@ class Runner:
   def chunk_one(self, agent: agent_lib.Agent, n, start, learn: bool | None = None):
     """``n`` iterations from iteration ``start`` (both unbatched; ``n`` may be
     traced, so one compile serves every length)."""
-    sample = jax.eval_shape(lambda a: self.iteration(a, start, learn)[1], agent)
-    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), sample)
-
     def body(carry):
       i, agent, sums = carry
       agent, stats = self.iteration(agent, start + i, learn)
       return i + 1, agent, jax.tree_util.tree_map(jnp.add, sums, stats)
 
-    _, agent, sums = jax.lax.while_loop(lambda c: c[0] < n, body, (jnp.zeros((), jnp.int32), agent, zeros))
+    init = (jnp.zeros((), jnp.int32), agent, agent_lib.zero_stats())
+    _, agent, sums = jax.lax.while_loop(lambda c: c[0] < n, body, init)
     warm = self.setup.warmup_iterations
     iterations_learning = jnp.clip(start + n - jnp.maximum(start, warm), 0, n)
     return agent, agent_lib.chunk_metrics(sums, iterations_learning * self.config.train.updates_per_iteration)
@@ -159,6 +158,7 @@ class Runner:
     root = jax.random.PRNGKey(self.config.train.seed)
     return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(self.config.train.num_seeds))
 
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def init(self) -> RunState:
     return start_state(self.config, jax.jit(jax.vmap(self.init_one))(self.seed_keys()))
 
@@ -169,6 +169,7 @@ class Runner:
       return state.replace(step=state.step + n, seeds=seeds), metrics
     return jax.jit(chunk, donate_argnums=(0,))
 
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def chunk(self, state: RunState, n: int) -> tuple[RunState, dict]:
     """Advances every seed by ``n`` iterations; returns per-seed (S,) chunk metrics.
 
@@ -181,14 +182,33 @@ class Runner:
     groups = self.config.train.seed_groups
     if groups <= 1:
       return self._chunk(state, jnp.int32(n))
-    size = self.config.train.num_seeds // groups
-    # Each group gets its own slices (and step): the chunk donates its input.
-    parts = [RunState(step=jnp.copy(state.step),
-                      seeds=jax.tree_util.tree_map(lambda x, g=g: x[g * size:(g + 1) * size], state.seeds))
-             for g in range(groups)]
+    parts = self._split_groups(state)  # one compiled program, not one eager op per leaf and group
     outs = list(self._pool.map(lambda part: jax.block_until_ready(self._chunk(part, jnp.int32(n))), parts))
-    seeds, metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *[(o[0].seeds, o[1]) for o in outs])
-    return state.replace(step=outs[0][0].step, seeds=seeds), metrics
+    return self._join_groups(state.best, outs)
+
+  @functools.cached_property
+  def _split_groups(self):
+    """``state`` -> G ``RunState`` parts of S / G seeds each, ``best`` left out.
+
+    Each part gets its own buffers (and step): a chunk donates its input.
+    """
+    groups = self.config.train.seed_groups
+    size = self.config.train.num_seeds // groups
+
+    def split(state):
+      return tuple(RunState(step=jnp.copy(state.step),
+                            seeds=jax.tree_util.tree_map(lambda x, g=g: x[g * size:(g + 1) * size], state.seeds))
+                   for g in range(groups))
+    return jax.jit(split)
+
+  @functools.cached_property
+  def _join_groups(self):
+    """(best, [(part, metrics)] * G) -> (the whole ``RunState``, (S,) metrics)."""
+    def join(best, outs):
+      seeds, metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs),
+                                              *[(part.seeds, m) for part, m in outs])
+      return RunState(step=outs[0][0].step, seeds=seeds, best=best), metrics
+    return jax.jit(join)
 
   @functools.cached_property
   def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -200,19 +220,20 @@ class Runner:
 
   @functools.cached_property
   def _evaluate_all(self):
-    return jax.jit(jax.vmap(self.evaluate_one))
+    def evaluate_all(params, salt):
+      keys = jax.vmap(lambda k: jax.random.fold_in(k, salt))(self.seed_keys())
+      return jax.vmap(self.evaluate_one)(params, keys)
+    return jax.jit(evaluate_all)
 
-  def _greedy_returns(self, params: Any, salt: int) -> jax.Array:
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, salt))(self.seed_keys())
-    return self._evaluate_all(params, keys)
-
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def evaluate(self, state: RunState, params: Any = None) -> jax.Array:
     """(S, episodes) greedy returns of ``params`` (default: the current policy); episodes fixed by ``train.seed``."""
-    return self._greedy_returns(state.seeds.learner.params if params is None else params, 3)
+    return self._evaluate_all(state.seeds.learner.params if params is None else params, 3)
 
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def validate(self, state: RunState) -> jax.Array:
     """(S, episodes) greedy returns of the current policy on validation episodes, apart from :meth:`evaluate`'s."""
-    return self._greedy_returns(state.seeds.learner.params, 4)
+    return self._evaluate_all(state.seeds.learner.params, 4)
 
 
 def make_train(config: ml_collections.ConfigDict):

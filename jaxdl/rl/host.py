@@ -42,6 +42,7 @@ from jaxdl.rl import agent as agent_lib
 from jaxdl.rl.anakin import RunState, start_state
 from jaxdl.rl.config import Setup, build
 from jaxdl.train.writers import console
+from jaxdl.utils import threefry
 
 SNAPSHOT_FORMAT = 1  # bumped when the snapshot record below changes
 
@@ -113,6 +114,7 @@ class HostRunner:
     root = jax.random.PRNGKey(self.config.train.seed)
     return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(self.num_seeds))
 
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def init(self) -> RunState:
     obs, _ = self.envs.reset(seed=self.config.train.seed)
     seeds = jax.jit(jax.vmap(lambda k, o: agent_lib.init_agent(self.setup, k, o)))(
@@ -190,6 +192,7 @@ class HostRunner:
                                 episode_length=jnp.zeros_like(state.seeds.episode_length))
     return state.replace(seeds=seeds)
 
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def chunk(self, state: RunState, n: int) -> tuple[RunState, dict]:
     """``n`` iterations for every seed; per-seed metrics (S,) of the chunk."""
     step = int(jax.device_get(state.step))
@@ -228,6 +231,7 @@ class HostRunner:
       envs.close()
     return returns
 
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def evaluate(self, state: RunState, params: Any = None) -> np.ndarray:
     """(S, episodes) greedy returns of ``params`` (default: the current policy).
 
@@ -236,6 +240,7 @@ class HostRunner:
     """
     return self._greedy_returns(state.seeds.learner.params if params is None else params, 10**6)
 
+  @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def validate(self, state: RunState) -> np.ndarray:
     """(S, episodes) greedy returns of the current policy on validation episodes (see :meth:`evaluate`)."""
     return self._greedy_returns(state.seeds.learner.params, 2 * 10**6)
