@@ -4,7 +4,8 @@
 
 Result (2-core CPU shared with other jobs): greedy return -84.8, -77.0, -88.3
 for seeds 0, 1, 2 (10 episodes each; mean -83.4, target >= -90), 87 s wall at
-load ~5.
+load ~5; 30.9 s idle with the same returns after the loop-free random draws
+of jaxdl.utils.threefry.
 """
 
 from jaxdl.rl import default_config

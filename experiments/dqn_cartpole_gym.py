@@ -5,7 +5,8 @@
 
 Result (lightly loaded 2-core CPU): greedy return 500.0, 500.0, 500.0 for
 seeds 0, 1, 2 (10 episodes each; mean 500.0, target >= 475; the last policies
-scored the same), 480k env steps in 141 s wall.
+scored the same), 480k env steps in 141 s wall; 73.8 s idle with the same
+returns after the loop-free random draws of jaxdl.utils.threefry.
 
 Killed at any point (even SIGKILL) and re-run with the same command, it resumes
 from its newest checkpoint and ends bit-identical to an uninterrupted run: the
