@@ -246,7 +246,9 @@ def make_train(config: ml_collections.ConfigDict):
   (eval.episodes,)). Run many seeds with
   ``jax.jit(jax.vmap(make_train(config)))(keys)``; the iteration numbers come
   from the scan's counter, unbatched, so the buffer writes stay in place and
-  the warm-up branch stays a real branch under ``vmap``.
+  the warm-up branch stays a real branch under ``vmap``. On the CPU, make
+  that first call (where JAX lowers it) inside
+  ``jaxdl.utils.threefry.straight_line()``: the same numbers, sooner.
   """
   runner = Runner(config)
   iterations, log_every = runner.setup.iterations, config.train.log_every
