@@ -64,6 +64,15 @@ def throughput(runner, iterations: int, repeats: int) -> float:
   return iterations * c.env.num_envs * c.train.num_seeds / best
 
 
+def preset_config(seeds: int, learning_starts: int):
+  """The ``dqn_cartpole`` preset for timing: ``seeds`` seeds, updates from ``learning_starts`` env steps on."""
+  config, _ = configs.load_preset(PRESET)
+  config.train.num_seeds = seeds
+  config.train.learning_starts = learning_starts
+  config.train.env_steps = 10**9  # never reached: no schedule ends inside the benchmark
+  return config
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", type=int, default=10)
@@ -78,11 +87,8 @@ def main():
   print("|---|---|---|---|---|")
   for num_envs in args.envs:
     for regime, learning_starts in (("collect", 10**9), ("train", 0)):
-      config, _ = configs.load_preset(PRESET)
-      config.train.num_seeds = args.seeds
+      config = preset_config(args.seeds, learning_starts)
       config.env.num_envs = num_envs
-      config.train.learning_starts = learning_starts
-      config.train.env_steps = 10**9  # never reached: no schedule ends inside the benchmark
       config.env.backend = "jax"
       runner = Runner(config)
       jitted = throughput(runner, args.iterations, args.repeats)

@@ -20,19 +20,15 @@ Results: the README's "Prioritised replay" section.
 """
 
 import argparse
-import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
 
-from jaxdl import configs
 from jaxdl.rl import buffer
 from jaxdl.rl.anakin import Runner
 
-from dqn_env_throughput import throughput  # benchmarks/ is on the path when this script runs
-
-PRESET = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "dqn_cartpole.py"
+from dqn_env_throughput import preset_config, throughput  # benchmarks/ is on the path when this script runs
 
 
 def best_seconds(fn, *args, repeats: int) -> float:
@@ -47,10 +43,7 @@ def best_seconds(fn, *args, repeats: int) -> float:
 
 def iteration_throughput(seeds: int, size: int, prioritized: bool, iterations: int, repeats: int) -> float:
   """Env steps per second of the preset's learning iteration; the draw's cost does not depend on the fill."""
-  config, _ = configs.load_preset(PRESET)
-  config.train.num_seeds = seeds
-  config.train.learning_starts = 0
-  config.train.env_steps = 10**9  # never reached: no schedule ends inside the benchmark
+  config = preset_config(seeds, learning_starts=0)
   config.buffer.size = size
   config.buffer.prioritized = prioritized
   runner = Runner(config)

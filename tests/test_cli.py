@@ -8,27 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+from cli_helpers import assert_one_line_error, run_cli
 from jaxdl import cli
 from jaxdl.data import files
 
 PRESETS = ["digits_mlp", "digits_cnn", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_resnet", "mnist1d_tcn"]
 TINY = ["--set", "train.steps=8", "--set", "train.log_every=4", "--set", "train.batch_size=64"]
-
-
-def run_cli(capsys, *argv):
-  code = cli.main(list(argv))
-  out, err = capsys.readouterr()
-  return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-  assert code == 2
-  lines = err.strip().splitlines()
-  assert len(lines) == 1, err
-  assert lines[0].startswith("jaxdl: error: ")
-  assert "Traceback" not in err
-  for word in words:
-    assert word in lines[0], (word, lines[0])
 
 
 def test_list_names_every_preset_with_a_description(capsys):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cli_helpers import assert_one_line_error, run_cli
 from jaxdl import checkpoint, cli, configs, envs
 from jaxdl.rl import agent as agent_lib
 from jaxdl.rl import anakin, buffer, dqn
@@ -269,9 +270,8 @@ def test_sigkill_then_same_command_resumes_bit_exactly(tmp_path, small_run):
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, overrides, named):
   workdir = tmp_path / "run"
-  code = cli.main(["run", "dqn_cartpole", "--workdir", str(workdir), *set_args(overrides)])
-  err = capsys.readouterr().err.strip()
-  assert code == 2 and len(err.splitlines()) == 1 and named in err, err
+  code, _, err = run_cli(capsys, "run", "dqn_cartpole", "--workdir", str(workdir), *set_args(overrides))
+  assert_one_line_error(code, err, named)
   assert not workdir.exists()  # nothing was written
 
 

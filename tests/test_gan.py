@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import cli, configs, gan
+from cli_helpers import assert_one_line_error, run_cli
+from jaxdl import configs, gan
 from jaxdl.data import toy2d
 from jaxdl.models import gan as gan_models
 
@@ -152,10 +153,8 @@ def test_one_device_equals_eight_devices(name, overrides):
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setting, named):
   workdir = tmp_path / "run"
-  code = cli.main(["run", "gan_ring8", "--workdir", str(workdir), "--set", setting])
-  err = capsys.readouterr().err
-  assert code == 2
-  assert len(err.strip().splitlines()) == 1 and named in err
+  code, _, err = run_cli(capsys, "run", "gan_ring8", "--workdir", str(workdir), "--set", setting)
+  assert_one_line_error(code, err, named)
   assert not workdir.exists()
 
 

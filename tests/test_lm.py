@@ -15,7 +15,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl import cli, configs, lm, models, optim, supervised
+from cli_helpers import assert_one_line_error, run_cli
+from jaxdl import configs, lm, models, optim, supervised
 from jaxdl.data import text
 from jaxdl.train.state import TrainState
 from jaxdl.utils.errors import JaxdlError
@@ -29,21 +30,6 @@ SHRUNK = {
                            "data.seq_len=32", "optim.warmup_steps=10", "optim.learning_rate=1e-2"],
 }
 QUICK = ["--set", "train.eval_every=0", "--set", "train.log_every=20"]
-
-
-def run_cli(capsys, *argv):
-  code = cli.main(list(argv))
-  out, err = capsys.readouterr()
-  return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-  assert code == 2, err
-  lines = err.strip().splitlines()
-  assert len(lines) == 1, err
-  assert lines[0].startswith("jaxdl: error: ")
-  for word in words:
-    assert word in lines[0], (word, lines[0])
 
 
 # ------------------------------------------------------------------- corpus --

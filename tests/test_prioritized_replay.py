@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import cli, configs
+from cli_helpers import assert_one_line_error, run_cli
+from jaxdl import configs
 from jaxdl.rl import agent as agent_lib
 from jaxdl.rl import anakin, buffer, dqn
 from jaxdl.rl.config import build
@@ -220,7 +221,6 @@ def test_optim_name_and_schedules_reach_the_dqn_optimizer():
 ])
 def test_bad_input_is_one_line_naming_the_key(tmp_path, capsys, override, named):
   workdir = tmp_path / "run"
-  code = cli.main(["run", "dqn_cartpole", "--workdir", str(workdir), "--set", override])
-  err = capsys.readouterr().err.strip()
-  assert code == 2 and len(err.splitlines()) == 1 and named in err, err
+  code, _, err = run_cli(capsys, "run", "dqn_cartpole", "--workdir", str(workdir), "--set", override)
+  assert_one_line_error(code, err, named)
   assert not workdir.exists()
