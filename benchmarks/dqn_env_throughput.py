@@ -44,8 +44,8 @@ import time
 import jax
 
 from jaxdl import configs
-from jaxdl.rl.anakin import Runner
-from jaxdl.rl.host import HostRunner
+from jaxdl.loops.dqn.jitted import JittedRunner as Runner
+from jaxdl.loops.dqn.host import HostRunner
 
 PRESET = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "dqn_cartpole.py"
 

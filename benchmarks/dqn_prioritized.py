@@ -25,8 +25,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxdl.rl import buffer
-from jaxdl.rl.anakin import Runner
+from jaxdl.loops.dqn import buffer
+from jaxdl.loops.dqn.jitted import JittedRunner as Runner
 
 from dqn_env_throughput import preset_config, throughput  # benchmarks/ is on the path when this script runs
 

@@ -5,7 +5,7 @@
 Times one full GAN step (a discriminator update with the R1 penalty, whose
 double backward goes through every convolution, and a generator update) as
 ms/step, from a Python loop of a jitted step and inside one jitted chunk of
-steps (the way ``jaxdl.gan`` trains), for ``conv_impl`` 'xla' and 'im2col'.
+steps (the way ``jaxdl.loops.gan`` trains), for ``conv_impl`` 'xla' and 'im2col'.
 Prints the ratios side by side; results are in the docstring of
 ``jaxdl.models.gan.ConvTranspose``'s module and in the issue's report.
 """
@@ -15,13 +15,13 @@ import time
 import jax
 import numpy as np
 
-from jaxdl import gan
+from jaxdl.loops import gan
 
 STEPS = 50
 
 
 def build(impl: str) -> gan.GANExperiment:
-  config = gan.base_gan_config()
+  config = gan.default_config()
   config.data.name = "digits"
   config.model.name = "dcgan"
   config.model.g_features = (64, 32)
@@ -31,7 +31,7 @@ def build(impl: str) -> gan.GANExperiment:
   config.gan.latent_dim = 32
   config.train.batch_size = 64
   config.train.num_devices = 1
-  return gan.GANExperiment(config)
+  return gan.GANTask(config)
 
 
 def time_chunk(exp: gan.GANExperiment) -> float:

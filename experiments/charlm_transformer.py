@@ -12,12 +12,11 @@ character against 3.448 for an add-one bigram model and 4.398 for a unigram
 model on the same split (44% below the bigram; target >= 40%), in 238 s.
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.lm import default_config
 
 
 def get_config():
-  config = base_config()
-  config.loop = "lm"
+  config = default_config()
   config.data.name = "pystdlib"
   config.data.seq_len = 64  # characters per training window
   config.data.val_fraction = 0.1  # the last tenth of the text, by position

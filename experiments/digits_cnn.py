@@ -6,11 +6,11 @@ Result (2-core CPU): test accuracy 1.000, 1.000, 0.997 for seeds 0, 1, 2 (mean
 0.9991, target >= 0.995), about 78 s per run including compile.
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.supervised import default_config
 
 
 def get_config():
-  config = base_config()
+  config = default_config()
   config.data.name = "digits"
   config.model.name = "cnn"
   config.model.features = (64, 128)

@@ -8,7 +8,7 @@ load ~5; 30.9 s idle with the same returns after the loop-free random draws
 of jaxdl.utils.threefry.
 """
 
-from jaxdl.rl import default_config
+from jaxdl.loops.dqn import default_config
 
 
 def get_config():

@@ -15,7 +15,7 @@ Result: not measured here (no accelerator on this machine; 10M frames of Pong
 need one).
 """
 
-from jaxdl.rl import default_config
+from jaxdl.loops.dqn import default_config
 
 
 def get_config():

@@ -29,7 +29,7 @@ Target 45 s. It was 42-49 s until the jitted path lowered its random draws
 without loops (jaxdl.utils.threefry: the same bits, same results).
 """
 
-from jaxdl.rl import default_config
+from jaxdl.loops.dqn import default_config
 
 
 def get_config():

@@ -17,7 +17,7 @@ loop-free random draws of jaxdl.utils.threefry). The previous preset (epsilon 1 
 run, learning from 10k steps) got -180.5, -200.0, -200.0 on seeds 0-2.
 """
 
-from jaxdl.rl import default_config
+from jaxdl.loops.dqn import default_config
 
 
 def get_config():

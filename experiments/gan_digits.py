@@ -18,11 +18,11 @@ under that load; 86 s for seed 0 on an idle 2-core CPU, compile included
 (classifier cached; its first training adds about 30 s).
 """
 
-from jaxdl.gan import base_gan_config
+from jaxdl.loops.gan import default_config
 
 
 def get_config():
-  config = base_gan_config()
+  config = default_config()
   config.data.name = "digits"
   # An MLP pair: on 8x8 images it beat the DCGAN pair (model.name=dcgan) in
   # our trials, at a fraction of the cost on CPU.

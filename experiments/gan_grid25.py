@@ -13,11 +13,11 @@ seed; high_quality_fraction 0.9208, 0.9176, 0.9128, 0.9248, 0.9048 for seeds
 51 s for seed 0 on an idle 2-core CPU, compile included.
 """
 
-from jaxdl.gan import base_gan_config
+from jaxdl.loops.gan import default_config
 
 
 def get_config():
-  config = base_gan_config()
+  config = default_config()
   config.data.name = "grid25"
   config.gan.loss = "non_saturating"
   config.gan.r1 = 10.0

@@ -12,11 +12,11 @@ seed; high_quality_fraction 0.9728, 0.9752, 0.9684, 0.9772, 0.9648 for seeds
 CPU, compile included.
 """
 
-from jaxdl.gan import base_gan_config
+from jaxdl.loops.gan import default_config
 
 
 def get_config():
-  config = base_gan_config()
+  config = default_config()
   config.data.name = "ring8"
   config.gan.loss = "non_saturating"
   config.gan.r1 = 1.0

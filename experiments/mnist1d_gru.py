@@ -6,11 +6,11 @@ Result (2-core CPU, seed 0, jax 0.10.2): test accuracy 0.979 in 113 s
 (target >= 0.97; the MNIST-1D paper's GRU reaches 0.91).
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.supervised import default_config
 
 
 def get_config():
-  config = base_config()
+  config = default_config()
   config.data.name = "mnist1d"
   config.model.name = "gru"
   config.model.hidden = 128

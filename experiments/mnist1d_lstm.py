@@ -6,11 +6,11 @@ Result (2-core CPU, seed 0, jax 0.10.2): test accuracy 0.973 in 159 s
 (target >= 0.97).
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.supervised import default_config
 
 
 def get_config():
-  config = base_config()
+  config = default_config()
   config.data.name = "mnist1d"
   config.model.name = "lstm"
   config.model.hidden = 128

@@ -6,11 +6,11 @@ Result (2-core CPU, seed 0): test accuracy 0.870 in 78 s (target >= 0.80; the
 MNIST-1D paper's MLP reaches 0.68).
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.supervised import default_config
 
 
 def get_config():
-  config = base_config()
+  config = default_config()
   config.data.name = "mnist1d"
   config.model.name = "mlp"
   config.model.hidden = (1024, 1024)

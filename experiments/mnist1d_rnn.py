@@ -7,11 +7,11 @@ through 40 tanh steps vanish (notebooks/sequence_models.ipynb plots them),
 so it trails the gated cells by 20+ points.
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.supervised import default_config
 
 
 def get_config():
-  config = base_config()
+  config = default_config()
   config.data.name = "mnist1d"
   config.model.name = "rnn"
   config.model.hidden = 128

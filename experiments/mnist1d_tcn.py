@@ -6,11 +6,11 @@ Result (2-core CPU, seed 0): test accuracy 0.991 in 103 s (target >= 0.99; the
 MNIST-1D paper's human expert reaches 0.96).
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.supervised import default_config
 
 
 def get_config():
-  config = base_config()
+  config = default_config()
   config.data.name = "mnist1d"
   config.model.name = "tcn"
   config.model.channels = 48

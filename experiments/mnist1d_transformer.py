@@ -12,11 +12,11 @@ Result (2-core CPU, jax 0.10.2): test accuracy 0.954 (seed 0, 214 s) and
 0.967 (seed 1) (target >= 0.95).
 """
 
-from jaxdl.configs import base_config
+from jaxdl.loops.supervised import default_config
 
 
 def get_config():
-  config = base_config()
+  config = default_config()
   config.data.name = "mnist1d"
   config.model.name = "transformer"
   config.model.width = 64

@@ -7,28 +7,32 @@ data-parallel over all devices.
     >>> import jaxdl
     >>> config = jaxdl.base_config()
     >>> state, metrics = jaxdl.train_and_evaluate(config, "runs/quick")  # doctest: +SKIP
+
+The layers, each importing only those before it: ``jaxdl.utils``; the
+leaves ``models``, ``optim``, ``data``, ``envs``, ``checkpoint`` and
+``configs``; the engine ``jaxdl.train``; the loops ``jaxdl.loops.*``; the
+command line ``jaxdl.cli``.
 """
 
-from jaxdl.configs import apply_overrides, base_config, load_preset
+from jaxdl import loops
+from jaxdl.configs import apply_overrides, load_preset
 from jaxdl.data import DATASETS, Dataset, load_dataset, make_augment
+from jaxdl.loops.supervised import default_config as base_config
+from jaxdl.loops.supervised import eval_step, train_and_evaluate, train_step
 from jaxdl.models import MODELS, get_model
 from jaxdl.optim import make_optimizer, make_schedule
-from jaxdl.supervised import (
-    create_train_state,
-    eval_step,
-    make_evaluate,
-    make_train_chunk,
-    train_and_evaluate,
-    train_step,
-)
 from jaxdl.train import TrainState, plot_learning_curves
+from jaxdl.train.chunk import make_train_chunk
+from jaxdl.train.evaluate import make_evaluate
+from jaxdl.train.fit import Task, fit
+from jaxdl.train.state import create_train_state
 from jaxdl.utils import JaxdlError, param_count, tree_sha256
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DATASETS", "Dataset", "JaxdlError", "MODELS", "TrainState", "apply_overrides",
-    "base_config", "create_train_state", "eval_step", "get_model", "load_dataset",
+    "DATASETS", "Dataset", "JaxdlError", "MODELS", "Task", "TrainState", "apply_overrides",
+    "base_config", "create_train_state", "eval_step", "fit", "get_model", "load_dataset", "loops",
     "load_preset", "make_augment", "make_evaluate", "make_optimizer", "make_schedule",
     "make_train_chunk", "param_count", "plot_learning_curves", "train_and_evaluate",
     "train_step", "tree_sha256",

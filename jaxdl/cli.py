@@ -5,10 +5,12 @@
     jaxdl run PRESET [--workdir DIR] [--set KEY=VALUE ...] [--debug]
     jaxdl sample WORKDIR --prompt TEXT [--length N] [--temperature T]
 
-Presets are the ``get_config()`` files in the repository's ``experiments/``
-folder (or in ``$JAXDL_PRESETS``, or ``./experiments``); a path to a ``.py``
-file works as a preset too. Bad input exits with code 2 and one line on
-stderr; ``--debug`` shows the traceback instead.
+Presets are the ``get_config()`` files of ``$JAXDL_PRESETS``, then of the
+package (the repository's ``experiments/``, installed with the wheel as
+``jaxdl/experiments``), then of ``./experiments``; a path to a ``.py`` file
+works as a preset too. Bad input exits with code 2 and one line on stderr;
+``--debug`` shows the traceback instead. This module parses, validates and
+calls ``jaxdl.loops.<loop>.train_and_evaluate``; nothing else.
 """
 
 import argparse
@@ -20,14 +22,7 @@ from collections.abc import Sequence
 
 from jaxdl.utils.errors import JaxdlError
 
-
-# config.loop -> the module whose ``train_and_evaluate(config, workdir)`` runs it.
-LOOPS = {
-    "supervised": "jaxdl.supervised",
-    "lm": "jaxdl.lm",
-    "gan": "jaxdl.gan",
-    "dqn": "jaxdl.rl",
-}
+from jaxdl.loops import LOOPS, get_loop
 
 
 def preset_dirs() -> list[pathlib.Path]:
@@ -35,7 +30,9 @@ def preset_dirs() -> list[pathlib.Path]:
   dirs = []
   if os.environ.get("JAXDL_PRESETS"):
     dirs.append(pathlib.Path(os.environ["JAXDL_PRESETS"]))
-  dirs.append(pathlib.Path(__file__).resolve().parent.parent / "experiments")  # a source checkout
+  package = pathlib.Path(__file__).resolve().parent
+  dirs.append(package / "experiments")  # installed from the wheel
+  dirs.append(package.parent / "experiments")  # a source checkout (editable install)
   dirs.append(pathlib.Path.cwd() / "experiments")
   seen, unique = set(), []
   for d in dirs:
@@ -87,8 +84,8 @@ def cmd_list(args) -> int:
 
   presets = find_presets()
   if not presets:
-    raise JaxdlError("no presets found (looked in: experiments/ beside the package and in the "
-                     "current directory; set JAXDL_PRESETS=DIR to add one)")
+    raise JaxdlError("no presets found (looked in: the package's experiments/ and the current "
+                     "directory's; set JAXDL_PRESETS=DIR to add one)")
   width = max(map(len, presets))
   for name, path in presets.items():
     # The docstring is read without running the file: listing stays instant.
@@ -101,6 +98,7 @@ def cmd_show(args) -> int:
   from jaxdl import configs
 
   config, _ = _load(args.preset, args.set)
+  get_loop(config.get("loop", "supervised")).validate(config)  # unused keys, bad values
   print(json.dumps(configs.to_dict(config), indent=2, sort_keys=True))
   return 0
 
@@ -113,15 +111,12 @@ def cmd_run(args) -> int:
   if loop not in LOOPS:
     raise JaxdlError(f"preset '{name}' names an unknown loop '{loop}' "
                      f"(known: {', '.join(LOOPS)})")
-  import importlib
-
-  train_and_evaluate = importlib.import_module(LOOPS[loop]).train_and_evaluate
-  train_and_evaluate(config, workdir)
+  get_loop(loop).train_and_evaluate(config, workdir)
   return 0
 
 
 def cmd_sample(args) -> int:
-  from jaxdl.lm import sample_from_workdir
+  from jaxdl.loops.lm import sample_from_workdir
 
   text = sample_from_workdir(args.workdir, prompt=args.prompt, length=args.length,
                              temperature=args.temperature, seed=args.seed)

@@ -1,9 +1,10 @@
-"""Configs as code: the defaults every preset starts from, and ``--set``.
+"""Configs as code: the sections loops share, ``--set``, presets, the key check.
 
-A preset is a Python file in ``experiments/`` whose ``get_config()`` returns an
-``ml_collections.ConfigDict``, usually ``base_config()`` with a few fields
-changed. The keys below exist in every preset, so ``--set train.seed=1`` works
-everywhere; a preset's ``model`` section holds that model's own options.
+A preset is a Python file whose ``get_config()`` returns an
+``ml_collections.ConfigDict``: its loop's ``default_config()`` with a few
+fields changed. Each loop owns its schema (``jaxdl.loops.<name>.config``),
+built from the shared sections here; a key that the loop does not read is an
+error (:func:`check_keys`), on the command line and in a preset alike.
 """
 
 import ast
@@ -19,63 +20,76 @@ import ml_collections
 from jaxdl.utils.errors import JaxdlError
 
 
-def base_config() -> ml_collections.ConfigDict:
-  """The defaults shared by all supervised presets."""
-  config = ml_collections.ConfigDict()
-  config.loop = "supervised"  # which training loop runs the preset
+def train_section() -> ml_collections.ConfigDict:
+  """``train.*`` keys that every loop trained by ``jaxdl.train.fit`` over a device mesh reads."""
+  train = ml_collections.ConfigDict()
+  train.seed = 0
+  train.steps = 1000  # total optimizer steps
+  train.batch_size = 128  # global batch, split across all devices
+  train.eval_every = 0  # steps between evaluations; 0: the loop's default (see its config)
+  train.log_every = 50  # steps between training-metric logs (one host sync each)
+  train.num_devices = 0  # 0: every device (of every host)
+  train.distributed = False  # call jax.distributed.initialize() first (multi-host)
+  train.nan_policy = "halt"  # or "skip": drop non-finite updates and go on
+  return train
 
-  config.train = ml_collections.ConfigDict()
-  config.train.seed = 0
-  config.train.steps = 1000  # total optimizer steps
-  config.train.batch_size = 128  # global batch, split across all devices
-  config.train.eval_every = 0  # steps between test-set evaluations; 0: once per epoch
-  config.train.log_every = 50  # steps between training-metric logs (one host sync each)
-  config.train.eval_batch_size = 1000
-  config.train.num_devices = 0  # 0: every device (of every host)
-  config.train.label_smoothing = 0.0
-  config.train.distributed = False  # call jax.distributed.initialize() first (multi-host)
-  config.train.nan_policy = "halt"  # or "skip": drop non-finite updates and go on
 
-  config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.every_steps = 500  # 0: only at the end
-  config.checkpoint.max_to_keep = 3
-  config.checkpoint.keep_best = ""  # a metric such as "test/accuracy" to keep the best by
-  config.checkpoint.best_mode = "max"
-  config.checkpoint.resume = True  # false: refuse a non-empty workdir
-  config.checkpoint.async_save = True
+def checkpoint_section() -> ml_collections.ConfigDict:
+  """``checkpoint.*``: every loop's checkpoints (``jaxdl.checkpoint`` through ``fit``)."""
+  checkpoint = ml_collections.ConfigDict()
+  checkpoint.every_steps = 500  # 0: only at the end
+  checkpoint.max_to_keep = 3
+  checkpoint.keep_best = ""  # a metric such as "test/accuracy" to keep the best by
+  checkpoint.best_mode = "max"
+  checkpoint.resume = True  # false: refuse a non-empty workdir
+  checkpoint.async_save = True
+  return checkpoint
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.name = "adam"
-  config.optim.learning_rate = 1e-3
-  config.optim.schedule = "constant"
-  config.optim.warmup_steps = 0
-  config.optim.final_fraction = 0.0
-  config.optim.boundaries = (0.5, 0.75)
-  config.optim.decay_factor = 0.1
-  config.optim.momentum = 0.9
-  config.optim.b1 = 0.9
-  config.optim.b2 = 0.999
-  config.optim.eps = 1e-8
-  config.optim.rms_decay = 0.9
-  config.optim.weight_decay = 0.0
-  config.optim.l1 = 0.0
-  config.optim.clip_norm = 0.0
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "digits"
-  config.data.path = ""  # a file or directory for npz / idx / cifar10
-  config.data.num_classes = 0  # 0: inferred from the training labels
+def optim_section() -> ml_collections.ConfigDict:
+  """``optim.*``: the optimizer and schedule of ``jaxdl.optim.from_config``."""
+  optim = ml_collections.ConfigDict()
+  optim.name = "adam"
+  optim.learning_rate = 1e-3
+  optim.schedule = "constant"
+  optim.warmup_steps = 0
+  optim.final_fraction = 0.0
+  optim.boundaries = (0.5, 0.75)
+  optim.decay_factor = 0.1
+  optim.momentum = 0.9
+  optim.b1 = 0.9
+  optim.b2 = 0.999
+  optim.eps = 1e-8
+  optim.rms_decay = 0.9
+  optim.weight_decay = 0.0
+  optim.l1 = 0.0
+  optim.clip_norm = 0.0
+  return optim
 
-  config.augment = ml_collections.ConfigDict()
-  config.augment.shift = 0
-  config.augment.flip = False
-  config.augment.noise = 0.0
-  config.augment.scale = 0.0
-  config.augment.mixup = 0.0
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "mlp"
-  return config
+def check_keys(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict, *,
+               open_sections: Iterable[str] = ()) -> None:
+  """Refuses a key that the loop does not read: a typo or a leftover is never silently ignored.
+
+  Args:
+    config: the run's config.
+    schema: the loop's ``default_config()``: every key it reads, and no other.
+    open_sections: sections whose keys are checked elsewhere (a model's own
+      options, against the model's fields).
+
+  Raises:
+    JaxdlError: naming the first key that ``schema`` lacks, and the loop.
+  """
+  loop = config.get("loop", "?")
+  allowed, open_sections = flatten(schema), tuple(open_sections)
+  for key in sorted(flatten(config)):
+    if key.split(".")[0] in open_sections or key in allowed:
+      continue
+    section = key.rsplit(".", 1)[0] if "." in key else ""
+    known = sorted(k for k in allowed if section and k.startswith(section + "."))
+    raise JaxdlError(f"{key} is not a key of the '{loop}' loop, which would ignore it"
+                     + (f" (its {section}.* keys: {', '.join(k.split('.')[-1] for k in known)})"
+                        if known else f" (its sections: {', '.join(sorted(schema.keys()))})"))
 
 
 # ---------------------------------------------------------------- overrides --
@@ -151,14 +165,15 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     if not sep or not key:
       raise JaxdlError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.seed=1")
     *parents, leaf = key.split(".")
+    loop = config.get("loop", "?")
     node = config
     for i, part in enumerate(parents):
       if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        raise JaxdlError(f"--set {key}: unknown key '{'.'.join(parents[:i + 1])}'"
+        raise JaxdlError(f"--set {key}: the '{loop}' loop has no key '{'.'.join(parents[:i + 1])}'"
                          f" (known: {', '.join(sorted(node.keys()))})")
       node = node[part]
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise JaxdlError(f"--set {key}: unknown key (known in this section: "
+      raise JaxdlError(f"--set {key}: the '{loop}' loop has no such key (known in this section: "
                        f"{', '.join(sorted(node.keys()))})")
     if isinstance(node[leaf], ml_collections.ConfigDict):
       raise JaxdlError(f"--set {key}: is a section, set one of its keys "
@@ -172,21 +187,34 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
 
 
 def load_preset(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, str]:
-  """Loads a preset file and returns (its config, its docstring)."""
+  """Loads a preset file and returns (its config, its docstring).
+
+  While the file runs, its folder comes first on ``sys.path``, so a preset
+  can build on a private family base beside it (``from _charlm import
+  charlm_config``). Modules imported from that folder are forgotten
+  afterwards: two preset folders may each have a ``_charlm.py``.
+  """
   path = pathlib.Path(path)
   if not path.is_file():
     raise JaxdlError(f"preset file not found: {path}")
+  folder = str(path.resolve().parent)
   name = f"_jaxdl_preset_{path.stem}"
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   sys.modules[name] = module
+  sys.path.insert(0, folder)
   try:
     spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+      raise JaxdlError(f"preset {path} has no get_config()")
+    config = module.get_config()
   finally:
     sys.modules.pop(name, None)
-  if not hasattr(module, "get_config"):
-    raise JaxdlError(f"preset {path} has no get_config()")
-  return module.get_config(), (module.__doc__ or "").strip()
+    sys.path.remove(folder)
+    for key, mod in list(sys.modules.items()):
+      if str(pathlib.Path(getattr(mod, "__file__", None) or "/").parent) == folder:
+        del sys.modules[key]
+  return config, (module.__doc__ or "").strip()
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:

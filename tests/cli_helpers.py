@@ -19,3 +19,11 @@ def assert_one_line_error(code, err, *words):
   assert "Traceback" not in err
   for word in words:
     assert word in lines[0], (word, lines[0])
+
+
+def killed_after_save(cmd, step):
+  """``cmd`` (``[python, -m, jaxdl, ...]``) run so that it SIGKILLs itself after checkpoint ``step``."""
+  import pathlib
+
+  assert cmd[1:3] == ["-m", "jaxdl"], cmd
+  return [cmd[0], str(pathlib.Path(__file__).with_name("kill_after_save.py")), str(step), *cmd[3:]]

@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import checkpoint, cli, configs, models, optim, supervised
+from jaxdl import checkpoint, cli, configs, models, optim, train
+from jaxdl.loops import supervised
 from jaxdl.utils.errors import JaxdlError
+from cli_helpers import killed_after_save
 
 # A small, fast run: digits MLP, checkpoints every 40 steps.
 RUN = ["--set", "model.hidden=(64,)", "--set", "train.steps=200", "--set", "train.batch_size=64",
@@ -50,13 +52,13 @@ def jaxdl_cmd(workdir, *extra):
 def test_round_trip_is_exact(tmp_path):
   model = models.get_model("cnn", 10, features=(4,), hidden=(8,), use_batchnorm=True)
   tx = optim.make_optimizer("adamw", optim.make_schedule("cosine", 1e-3, 10), weight_decay=1e-4, clip_norm=1.0)
-  state = supervised.create_train_state(model, tx, jax.random.PRNGKey(3), jnp.zeros((2, 8, 8, 1)))
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(3), jnp.zeros((2, 8, 8, 1)))
   step = jax.jit(lambda s, b: supervised.train_step(s, b, num_classes=10))
   state, _ = step(state, {"x": jnp.ones((4, 8, 8, 1)), "y": jnp.arange(4)})
   ckpt = checkpoint.Checkpointer(tmp_path / "c")
   ckpt.save(1, state)
   ckpt.close()
-  fresh = supervised.create_train_state(model, tx, jax.random.PRNGKey(9), jnp.zeros((2, 8, 8, 1)))
+  fresh = train.create_train_state(model, tx, jax.random.PRNGKey(9), jnp.zeros((2, 8, 8, 1)))
   restored, at = checkpoint.Checkpointer(tmp_path / "c").restore_latest(fresh)
   assert at == 1
   assert int(restored.step) == 1
@@ -68,7 +70,7 @@ def test_round_trip_is_exact(tmp_path):
 def test_structure_mismatch_lists_the_paths(tmp_path):
   def state_of(hidden):
     model = models.get_model("mlp", 10, hidden=hidden)
-    return supervised.create_train_state(model, optim.make_optimizer("sgd", 0.1), jax.random.PRNGKey(0),
+    return train.create_train_state(model, optim.make_optimizer("sgd", 0.1), jax.random.PRNGKey(0),
                                          jnp.zeros((2, 8, 8, 1)))
   ckpt = checkpoint.Checkpointer(tmp_path / "c")
   ckpt.save(5, state_of((16,)))
@@ -84,7 +86,7 @@ def test_structure_mismatch_lists_the_paths(tmp_path):
 
 def test_partial_restore_for_a_new_head(tmp_path):
   body = models.get_model("mlp", 10, hidden=(16,))
-  state = supervised.create_train_state(body, optim.make_optimizer("sgd", 0.1), jax.random.PRNGKey(0),
+  state = train.create_train_state(body, optim.make_optimizer("sgd", 0.1), jax.random.PRNGKey(0),
                                         jnp.zeros((2, 8, 8, 1)))
   ckpt = checkpoint.Checkpointer(tmp_path / "c")
   ckpt.save(3, state)
@@ -126,8 +128,8 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, reference):
 
 def test_kill_during_an_async_save_resumes_exactly(tmp_path, reference):
   workdir = tmp_path / "run"
-  env = {**os.environ, "JAXDL_FAULT_KILL_AFTER_SAVE": "120"}
-  killed = subprocess.run(jaxdl_cmd(workdir), env=env, capture_output=True, text=True, timeout=300)
+  killed = subprocess.run(killed_after_save(jaxdl_cmd(workdir), 120), capture_output=True, text=True,
+                          timeout=300)
   assert killed.returncode == -signal.SIGKILL
   done = subprocess.run(jaxdl_cmd(workdir), capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr

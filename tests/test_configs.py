@@ -1,11 +1,12 @@
 import pytest
 
 from jaxdl import configs
+from jaxdl.loops import supervised
 from jaxdl.utils.errors import JaxdlError
 
 
 def test_overrides_parse_by_field_type():
-  c = configs.base_config()
+  c = supervised.default_config()
   configs.apply_overrides(c, [
       "optim.learning_rate=3e-4", "train.seed=7", "augment.flip=true",
       "optim.boundaries=(0.3, 0.6)", "data.path=/tmp/x.npz", "optim.learning_rate=1"])
@@ -28,7 +29,7 @@ def test_overrides_parse_by_field_type():
 ])
 def test_bad_overrides_name_the_key(item, words):
   with pytest.raises(JaxdlError) as info:
-    configs.apply_overrides(configs.base_config(), [item])
+    configs.apply_overrides(supervised.default_config(), [item])
   message = str(info.value)
   assert "\n" not in message
   for word in words:

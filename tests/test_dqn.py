@@ -13,12 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, killed_after_save, run_cli
 from jaxdl import checkpoint, cli, configs, envs
-from jaxdl.rl import agent as agent_lib
-from jaxdl.rl import anakin, buffer, dqn
-from jaxdl.rl.host import HostRunner
-from jaxdl.rl.run import train_and_evaluate
+from jaxdl.loops.dqn import agent as agent_lib
+from jaxdl.loops.dqn import buffer, jitted
+from jaxdl.loops.dqn import learner as dqn
+from jaxdl.loops.dqn.host import HostRunner
+from jaxdl.loops.dqn import train_and_evaluate
 
 EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
 
@@ -147,7 +148,7 @@ def test_jitted_and_host_updates_are_equal_for_the_same_batch():
   config = preset("dqn_cartpole", ["train.num_seeds=1", "train.seed_groups=1", "env.num_envs=4",
                                    "train.learning_starts=0",
                                    "train.batch_size=16", "buffer.size=64"])
-  runner = anakin.Runner(config)
+  runner = jitted.JittedRunner(config)
   state, _ = runner.chunk(runner.init(), 3)  # a few rows in the buffer, a few updates done
   before = jax.tree_util.tree_map(jnp.copy, state.seeds)
   after, _ = runner.chunk(state, 1)  # the jitted path (donates its input)
@@ -211,7 +212,7 @@ def test_short_jitted_run_beats_a_random_policy(small_run):
 def test_keep_best_picks_per_seed_and_prefers_the_newer_policy_on_a_tie():
   params = {"w": jnp.arange(6.0).reshape(3, 2)}  # (S=3, 2)
   best = {"params": {"w": jnp.zeros((3, 2))}, "score": jnp.array([5.0, 7.0, 1.0]), "step": jnp.array([1, 1, 1])}
-  best = anakin.keep_best(best, params, jnp.array([6.0, 7.0, 0.5]), jnp.int32(9))
+  best = jitted.keep_best(best, params, jnp.array([6.0, 7.0, 0.5]), jnp.int32(9))
   np.testing.assert_array_equal(best["params"]["w"], [[0.0, 1.0], [2.0, 3.0], [0.0, 0.0]])
   np.testing.assert_array_equal(best["score"], [6.0, 7.0, 1.0])
   np.testing.assert_array_equal(best["step"], [9, 9, 1])
@@ -232,7 +233,7 @@ def test_select_best_reports_each_seeds_best_validated_policy(small_run):
   # The reported policy is the selected one, not the last one, and both are on record.
   assert len(metrics["last_policy_return_per_seed"]) == 2
   config = preset("dqn_cartpole", SMALL)
-  runner = anakin.Runner(config)
+  runner = jitted.JittedRunner(config)
   state = runner.init()
   restored = checkpoint.Checkpointer(workdir / "checkpoints").restore(12000 // 8, jax.device_get(state))
   returns = np.asarray(runner.evaluate(restored, restored.best["params"])).mean(axis=1)
@@ -244,8 +245,8 @@ def test_sigkill_then_same_command_resumes_bit_exactly(tmp_path, small_run):
   _, reference = small_run
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "jaxdl", "run", "dqn_cartpole", "--workdir", str(workdir), *set_args(SMALL)]
-  env = {**os.environ, "JAXDL_FAULT_KILL_AFTER_SAVE": "750"}  # killed mid-run, replay buffer full of data
-  killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+  # Killed mid-run, with the replay buffer full of data.
+  killed = subprocess.run(killed_after_save(cmd, 750), capture_output=True, text=True, timeout=300)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   assert not (workdir / "metrics.json").exists()
   assert cli.main(["run", "dqn_cartpole", "--workdir", str(workdir), *set_args(SMALL)]) == 0
@@ -282,7 +283,7 @@ def test_dqn_cartpole_gym_host_loop_learns(tmp_path):
   config = preset("dqn_cartpole_gym", ["train.num_seeds=1", "train.env_steps=12000", "train.learning_starts=1000",
                                        "train.log_every=250", "eval.episodes=5"])
   _, metrics = train_and_evaluate(config, tmp_path)
-  assert metrics["backend"] == "gym"
+  assert metrics["env_backend"] == "gym"
   assert metrics["eval_return_mean"] > 3 * RANDOM_CARTPOLE, metrics["eval_return_per_seed"]
 
 

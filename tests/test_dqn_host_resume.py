@@ -15,7 +15,8 @@ import pytest
 
 from jaxdl import cli, configs
 from jaxdl.envs import gym_host
-from jaxdl.rl.host import HostRunner, snapshot_directory
+from jaxdl.loops.dqn.host import HostRunner, snapshot_directory
+from cli_helpers import killed_after_save
 
 EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
 
@@ -51,14 +52,15 @@ def runs(tmp_path_factory):
   """
   root = tmp_path_factory.mktemp("host_runs")
 
-  def start(name, **env):
+  def start(name, kill_at=None):
     cmd = [sys.executable, "-m", "jaxdl", "run", "dqn_cartpole_gym", "--workdir", str(root / name),
            *set_args(TINY)]
-    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    if kill_at is not None:
+      cmd = killed_after_save(cmd, kill_at)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
   reference = start("reference")
-  killed = start("killed", JAXDL_FAULT_KILL_AFTER_SAVE=str(KILL_AT))
+  killed = start("killed", kill_at=KILL_AT)
   for proc, expected in ((reference, 0), (killed, -signal.SIGKILL)):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == expected, err[-2000:]

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
-from jaxdl import configs, gan
+from cli_helpers import assert_one_line_error, killed_after_save, run_cli
+from jaxdl import configs
+from jaxdl.loops import gan
 from jaxdl.data import toy2d
 from jaxdl.models import gan as gan_models
 
@@ -130,7 +131,7 @@ def test_one_device_equals_eight_devices(name, overrides):
   results = {}
   for devices in (1, 8):
     config = preset(name, *overrides, f"train.num_devices={devices}", "train.batch_size=32")
-    exp = gan.GANExperiment(config)
+    exp = gan.GANTask(config)
     assert exp.mesh.devices.size == devices
     state, metrics = exp.run_chunk(exp.state, np.int32(2))
     results[devices] = jax.device_get((state, metrics))
@@ -210,8 +211,7 @@ def test_kill_after_a_checkpoint_then_resume_is_bit_exact(tmp_path):
   _, reference = gan.train_and_evaluate(config, tmp_path / "reference")
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "jaxdl", "run", "gan_ring8", "--workdir", str(workdir), *RESUME]
-  env = {**os.environ, "JAXDL_FAULT_KILL_AFTER_SAVE": "80"}
-  killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+  killed = subprocess.run(killed_after_save(cmd, 80), capture_output=True, text=True, timeout=300)
   assert killed.returncode == -signal.SIGKILL, killed.stderr
   assert not (workdir / "metrics.json").exists()
   done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -15,8 +15,9 @@ import numpy as np
 import optax
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
-from jaxdl import configs, lm, models, optim, supervised
+from cli_helpers import assert_one_line_error, killed_after_save, run_cli
+from jaxdl import configs, models, optim, train
+from jaxdl.loops import lm
 from jaxdl.data import text
 from jaxdl.train.state import TrainState
 from jaxdl.utils.errors import JaxdlError
@@ -85,7 +86,7 @@ def state():
   model = models.get_model("transformer_lm", 11, width=16, num_layers=1, num_heads=2, max_len=8,
                            dropout=0.1)
   tx = optim.make_optimizer("adam", 1e-2)
-  return supervised.create_train_state(model, tx, jax.random.PRNGKey(0),
+  return train.create_train_state(model, tx, jax.random.PRNGKey(0),
                                        jnp.zeros((2, 8), jnp.int32))
 
 
@@ -210,8 +211,7 @@ def test_non_ascii_text_trains_saves_its_vocabulary_and_samples(capsys, tmp_path
   resumed = tmp_path / "killed"
   argv = [sys.executable, "-m", "jaxdl", "run", "charlm_transformer", "--workdir", str(resumed),
           *_tiny(corpus), "--set", "train.num_devices=1", "--set", "checkpoint.async_save=false"]
-  env = {**os.environ, "JAXDL_FAULT_KILL_AFTER_SAVE": "10"}
-  killed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+  killed = subprocess.run(killed_after_save(argv, 10), capture_output=True, text=True, timeout=300)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   assert not (resumed / "metrics.json").exists()
   done = subprocess.run(argv, capture_output=True, text=True, timeout=300)

@@ -6,7 +6,8 @@ each preset's model, data, optimizer and augmentation fit together and learn.
 
 import pytest
 
-from jaxdl import configs, supervised
+from jaxdl import configs
+from jaxdl.loops import supervised
 
 # preset -> (overrides that shrink it, test accuracy it must beat; chance is 0.1)
 SHRUNK = {

@@ -9,9 +9,10 @@ import pytest
 
 from cli_helpers import assert_one_line_error, run_cli
 from jaxdl import configs
-from jaxdl.rl import agent as agent_lib
-from jaxdl.rl import anakin, buffer, dqn
-from jaxdl.rl.config import build
+from jaxdl.loops.dqn import agent as agent_lib
+from jaxdl.loops.dqn import buffer, jitted
+from jaxdl.loops.dqn import learner as dqn
+from jaxdl.loops.dqn.config import build
 
 EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
 RANDOM_CARTPOLE = 22.4  # mean return of the uniformly random policy on CartPole-v1 (tests/test_dqn.py measures it)
@@ -175,7 +176,7 @@ def test_learn_writes_abs_td_plus_eps_to_the_alpha_at_the_sampled_windows():
 def test_short_jitted_run_vmapped_over_two_seeds_beats_a_random_policy():
   config = preset("dqn_cartpole", ["buffer.prioritized=True", "train.env_steps=12000", "train.learning_starts=1000",
                                    "train.log_every=250", "eval.episodes=5"])
-  train = jax.jit(jax.vmap(anakin.make_train(config)))
+  train = jax.jit(jax.vmap(jitted.make_train(config)))
   agent, metrics, returns = train(jax.random.split(jax.random.PRNGKey(0), 2))
   assert isinstance(agent.buffer, buffer.PrioritizedReplayBuffer) and agent.buffer.priority.shape == (2, 1250, 8)
   # Learning moved the priorities off their initial 1 and the seeds apart.

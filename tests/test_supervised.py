@@ -9,14 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl import configs, models, optim, supervised
+from jaxdl import configs, models, optim, train
+from jaxdl.loops import supervised
 from jaxdl.train import parallel
 from jaxdl.train.state import step_keys
 from jaxdl.utils.errors import JaxdlError
 
 
 def small_config():
-  c = configs.base_config()
+  c = supervised.default_config()
   c.data.name = "digits"
   c.model.name = "mlp"
   c.model.hidden = (32,)
@@ -35,7 +36,7 @@ def random_batch(rng, batch=16, shape=(8, 8, 1), classes=10):
 def make_state(model_name="cnn", seed=0, **kwargs):
   model = models.get_model(model_name, 10, **kwargs)
   tx = optim.make_optimizer("adam", 1e-3)
-  return supervised.create_train_state(model, tx, jax.random.PRNGKey(seed), jnp.zeros((2, 8, 8, 1)))
+  return train.create_train_state(model, tx, jax.random.PRNGKey(seed), jnp.zeros((2, 8, 8, 1)))
 
 
 def test_jitted_step_equals_eager_step():
@@ -68,7 +69,7 @@ def test_step_is_a_pure_function_of_state_and_batch():
 def test_vmap_over_seeds_equals_separate_runs():
   model = models.get_model("mlp", 10, hidden=(16,))
   tx = optim.make_optimizer("adam", 1e-3)
-  states = [supervised.create_train_state(model, tx, jax.random.PRNGKey(s), jnp.zeros((2, 8, 8, 1)))
+  states = [train.create_train_state(model, tx, jax.random.PRNGKey(s), jnp.zeros((2, 8, 8, 1)))
             for s in (0, 1)]
   step = functools.partial(supervised.train_step, num_classes=10)
   batch = random_batch(3)
@@ -97,7 +98,7 @@ def test_each_epoch_visits_every_example_once_and_orders_differ():
     seen = state.seen.at[state.step // 6, batch["y"]].add(1)
     return state.replace(step=state.step + 1, seen=seen), {"first": batch["x"][0, 0]}
 
-  chunk = jax.jit(supervised.make_train_chunk(count_step, num_examples=n, batch_size=b))
+  chunk = jax.jit(train.make_train_chunk(count_step, num_examples=n, batch_size=b))
   state = CountingState(step=jnp.int32(0), rng=jax.random.PRNGKey(0), seen=jnp.zeros((3, n), jnp.int32))
   # Chunks of uneven lengths that cross epoch boundaries.
   for length in (4, 5, 6, 3):
@@ -124,7 +125,7 @@ def test_chunks_do_not_retrace():
 
   state = make_state("mlp", hidden=(8,))
   data = {"x": jnp.zeros((64, 8, 8, 1)), "y": jnp.zeros((64,), jnp.int32)}
-  chunk = jax.jit(supervised.make_train_chunk(step, num_examples=64, batch_size=16), donate_argnums=(0,))
+  chunk = jax.jit(train.make_train_chunk(step, num_examples=64, batch_size=16), donate_argnums=(0,))
   state, _ = chunk(state, data, np.int32(3))
   count = len(traces)
   for n in (1, 4, 2, 3):
@@ -137,7 +138,7 @@ def test_eval_padding_matches_unpadded_mean():
   state = make_state("mlp", hidden=(8,))
   b = random_batch(4, batch=37)
   mesh = parallel.make_mesh(8)
-  evaluate = supervised.make_evaluate(supervised.eval_step, np.asarray(b["x"]), np.asarray(b["y"]),
+  evaluate = train.make_evaluate(supervised.eval_step, np.asarray(b["x"]), np.asarray(b["y"]),
                                       mesh=mesh, batch_size=10)
   got = evaluate(state)
   ref = jax.jit(supervised.eval_step)(state, b)
@@ -150,7 +151,7 @@ def test_one_device_equals_eight_devices(model):
   c = small_config()
   if model == "cnn_bn":  # BatchNorm statistics must be global across devices
     with c.unlocked():
-      c.model = configs.base_config().model
+      c.model = supervised.default_config().model
       c.model.name = "cnn"
       c.model.features = (8, 16)
       c.model.hidden = (32,)

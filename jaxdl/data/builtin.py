@@ -12,17 +12,18 @@ import dataclasses
 import functools
 import hashlib
 import importlib.metadata
+import io
 import json
 import logging
 import os
 import pathlib
 import random
-import tempfile
 from collections.abc import Iterator
 
 import numpy as np
 
 from jaxdl.data.dataset import Dataset, build
+from jaxdl.utils.io import write_atomic
 
 _log = logging.getLogger(__name__)
 
@@ -148,22 +149,14 @@ def _read_cache(path: pathlib.Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+  buffer = io.BytesIO()
+  np.savez(buffer, sha256=np.array(_arrays_sha256(arrays)), **arrays)
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same directory + os.replace: readers (other processes,
-    # a crash mid-write) see either no file or a whole one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  except OSError as e:
-    _log.info("not caching MNIST-1D: cannot write to %s (%s)", path.parent, e)
-    return
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, sha256=np.array(_arrays_sha256(arrays)), **arrays)
-    os.replace(tmp, path)
+    # Readers (other processes, a crash mid-write) see either no file or a whole one.
+    write_atomic(path, buffer.getvalue())
   except OSError as e:
     _log.info("not caching MNIST-1D at %s (%s)", path, e)
-    with contextlib.suppress(OSError):
-      os.unlink(tmp)
 
 
 @functools.cache

@@ -4,12 +4,13 @@ A family adds itself with one ``register_model`` call at the bottom of this
 file; research code can register its own modules the same way.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import dataclasses
 import functools
 from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxdl.models import cnn, mlp, resnet, rnn, tcn, transformer
 from jaxdl.utils.errors import JaxdlError
@@ -82,6 +83,21 @@ def _lookup(name: str) -> Callable[..., nn.Module]:
         f"unknown model {name!r} (choices: {', '.join(_CONSTRUCTORS)})") from None
 
 
+def options_from_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
+  """A config's ``model`` section without its name, as ``get_model`` options.
+
+  Dtype names (``dtype``, ``param_dtype``) become dtypes and lists become tuples.
+  """
+  options = {k: v for k, v in model_config.items() if k != "name"}
+  for key in ("dtype", "param_dtype"):
+    if isinstance(options.get(key), str):
+      try:
+        options[key] = jnp.dtype(options[key])
+      except TypeError:
+        raise JaxdlError(f"model.{key}='{options[key]}' is not a dtype") from None
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
 register_model('mlp', mlp.MLP, 'multilayer perceptron over flattened inputs')
 register_model('cnn', cnn.CNN, 'conv-act-pool blocks and a dense head (1-D or 2-D)')
 register_model('resnet', resnet.ResNet, 'residual network, configurable stages (1-D or 2-D)')
@@ -100,3 +116,4 @@ register_model('lstm_lm', rnn.LSTMLanguageModel, 'LSTM next-token language model
 register_model('gru_lm', rnn.GRULanguageModel, 'GRU next-token language model (B, T) -> (B, T, V)')
 register_model('transformer_lm', transformer.TransformerLanguageModel,
                'causal Transformer decoder language model (B, T) -> (B, T, V)')
+

@@ -18,13 +18,10 @@ def plot_learning_curves(history: Sequence[dict], path: str | os.PathLike, *, ti
   Returns:
     The path written.
   """
-  import matplotlib
-  matplotlib.use("Agg")  # headless: no display on servers and CI
-  import matplotlib.pyplot as plt
-
   names = sorted({k.split("/", 1)[1] for r in history for k in r if "/" in k}
                  & {"loss", "accuracy", "bpc"}) or ["loss"]
-  fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+  fig = figure(5 * len(names), 3.6)
+  axes = fig.subplots(1, len(names), squeeze=False)
   for ax, name in zip(axes[0], names):
     for split, style in (("train", "-"), ("test", "o-")):
       key = f"{split}/{name}"
@@ -40,14 +37,12 @@ def plot_learning_curves(history: Sequence[dict], path: str | os.PathLike, *, ti
     ax.legend()
   if title:
     fig.suptitle(title)
-  fig.tight_layout()
   path = pathlib.Path(path)
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return path
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
   """A standalone figure: no pyplot, so the global backend (a notebook's
   inline one, say) is left as it is, and nothing needs closing."""
   from matplotlib.figure import Figure
@@ -75,7 +70,7 @@ def plot_attention_maps(maps, path: str | os.PathLike, *, tokens: Sequence[str] 
   layers, heads, steps, _ = maps.shape
   if tokens is not None and len(tokens) != steps:
     raise ValueError(f"{len(tokens)} token labels for {steps} positions")
-  fig = _figure(2.6 * heads + 0.6, 2.6 * layers + 0.6)
+  fig = figure(2.6 * heads + 0.6, 2.6 * layers + 0.6)
   axes = fig.subplots(layers, heads, squeeze=False)
   for i in range(layers):
     for h in range(heads):
@@ -113,7 +108,7 @@ def plot_gradient_norms(curves: Mapping[str, Sequence[float]], path: str | os.Pa
   Returns:
     The path written.
   """
-  fig = _figure(6, 3.6)
+  fig = figure(6, 3.6)
   ax = fig.subplots()
   for name, norms in curves.items():
     norms = np.asarray(norms, np.float64)

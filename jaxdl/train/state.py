@@ -1,9 +1,13 @@
-"""The training state: one pytree that a step maps to the next."""
+"""The training state: one pytree that a step maps to the next, and how it starts."""
 
+import functools
 from typing import Any
 
 import flax
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import optax
 from flax.training import train_state
 
 
@@ -39,3 +43,27 @@ def step_keys(rng: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
   """
   data_root, step_root = jax.random.split(rng)
   return data_root, jax.random.fold_in(step_root, step)
+
+
+def create_train_state(
+    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, sample_x: jax.Array
+) -> TrainState:
+  """Initialises the model on ``sample_x`` and wraps everything in a TrainState.
+
+  Args:
+    model: a Flax module called as ``model(x, train=...)``.
+    tx: the Optax optimizer.
+    rng: the run's root key; initialisation uses ``fold_in(rng, 0)`` and the
+      state keeps ``fold_in(rng, 1)`` as its root for steps and data order.
+    sample_x: a batch of inputs (only its shape and dtype matter).
+
+  Returns:
+    The initial state, on the default device.
+  """
+  init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
+  variables = jax.jit(functools.partial(model.init, train=False))(init_rng, sample_x)
+  params = variables["params"]
+  state = TrainState.create(
+      apply_fn=model.apply, params=params, tx=tx,
+      batch_stats=variables.get("batch_stats", {}), rng=run_rng, skipped=jnp.zeros((), jnp.int32))
+  return state.replace(step=jnp.zeros((), jnp.int32))  # an array leaf, like every other

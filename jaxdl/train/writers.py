@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
+from jaxdl.utils.io import write_atomic
+
 
 def _plain(value):
   """A JSON-able Python scalar (NaN and inf become strings JSON can hold)."""
@@ -23,17 +25,9 @@ def _plain(value):
   return value
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-  """Writes a file atomically (temp file + rename): a crash never leaves half a file."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
-
-
 def write_json(path: str | os.PathLike, obj: Mapping) -> None:
   """Writes a flat dict as JSON, atomically."""
-  write_text_atomic(path, json.dumps({k: _plain(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
+  write_atomic(path, json.dumps({k: _plain(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
 
 
 class MetricWriter:
@@ -66,7 +60,7 @@ class MetricWriter:
           continue
         if record.get("step", 0) <= resume_step:
           self.history.append(record)
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in self.history))
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in self.history))
     self._jsonl = open(path, "a", encoding="utf-8")
     if tensorboard:
       from tensorboardX import SummaryWriter  # heavy import, only when used

@@ -1,7 +1,7 @@
 """DQN's pure pieces: Q-targets, losses, target updates, exploration, the update.
 
-Both executors share these: the fully-jitted path (``jaxdl.rl.anakin``) and the
-host loop (``jaxdl.rl.host``) call the same :func:`learn` on the same
+Both executors share these: the fully-jitted path (``jaxdl.loops.dqn.jitted``) and the
+host loop (``jaxdl.loops.dqn.host``) call the same :func:`learn` on the same
 :class:`Learner` pytree, so a batch gives the same update either way.
 
 References: Mnih et al. 2015 (DQN, Huber loss, target network); van Hasselt et
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxdl.rl import buffer as buffer_lib
+from jaxdl.loops.dqn import buffer as buffer_lib
 
 
 @struct.dataclass

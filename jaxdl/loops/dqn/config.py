@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
 from jaxdl import configs
 from jaxdl import optim as optim_lib
 from jaxdl.models.qnet import QNETS
-from jaxdl.rl import dqn
-from jaxdl.supervised import validate_schedule
+from jaxdl.loops.dqn import learner as dqn
+from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
 
@@ -78,7 +80,7 @@ def default_config() -> ml_collections.ConfigDict:
 
   # Every optimizer and schedule of jaxdl.optim (optim.name, optim.momentum,
   # optim.schedule='linear' to decay to 0 by the last update, ...).
-  c.optim = configs.base_config().optim
+  c.optim = configs.optim_section()
   c.optim.name = "adam"
   c.optim.learning_rate = 2.5e-4
   c.optim.schedule = "constant"
@@ -98,18 +100,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval.select = "last"
   c.eval.validate_every = 0
 
-  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint = configs.checkpoint_section()  # keep_best: a metric such as 'test/return'
   c.checkpoint.every_steps = 0  # iterations; 0: only at the end
-  c.checkpoint.max_to_keep = 3
-  c.checkpoint.resume = True
-  c.checkpoint.async_save = True
-  c.checkpoint.keep_best = ""  # a metric to keep the best checkpoint by, e.g. 'test/return'
-  c.checkpoint.best_mode = "max"
   return c
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """One-line errors naming the offending key, before anything is built or written."""
+  configs.check_keys(c, default_config())
   for key in ("start", "end"):
     if not 0.0 <= c.epsilon[key] <= 1.0:
       raise JaxdlError(f"epsilon.{key}={c.epsilon[key]} must be in [0, 1]")
@@ -214,6 +212,12 @@ def build(c: ml_collections.ConfigDict, num_actions: int) -> Setup:
                                             int(c.epsilon.fraction * t.env_steps)),
                update=update, num_envs=num_envs, iterations=iterations, warmup_iterations=warmup,
                buffer_rows=max(c.buffer.size // num_envs, t.n_step), prioritization=prioritization)
+
+
+def seed_keys(seed: int, num_seeds: int) -> jax.Array:
+  """(S, 2) one key per seed: ``fold_in(PRNGKey(seed), s)``, for both executors."""
+  root = jax.random.PRNGKey(seed)
+  return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(num_seeds))
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, num_updates: int) -> optax.GradientTransformation:

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxdl.rl import buffer as buffer_lib
-from jaxdl.rl import dqn
-from jaxdl.rl.config import Setup
+from jaxdl.loops.dqn import buffer as buffer_lib
+from jaxdl.loops.dqn import learner as dqn
+from jaxdl.loops.dqn.config import Setup
 
 
 @struct.dataclass

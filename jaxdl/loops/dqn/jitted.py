@@ -4,7 +4,7 @@ purejaxrl style: ``make_train(config)`` returns ``train(rng)``, a pure function
 of one seed's key that runs the whole training (environment steps, replay,
 updates) inside ``lax`` loops; ``jax.jit(jax.vmap(train))(keys)`` runs many
 seeds at once. For checkpoints, the same run is cut into chunks:
-:class:`Runner` exposes ``init(keys)`` and ``chunk(state, n)`` (``n``
+:class:`JittedRunner` exposes ``init(keys)`` and ``chunk(state, n)`` (``n``
 iterations for every seed), and the host saves the whole state (params,
 target params, optimizer state, replay buffer, environment state, keys, step)
 between chunks; since every key is ``fold_in(rng, step)``, a resumed run is
@@ -21,8 +21,8 @@ import ml_collections
 from flax import struct
 
 from jaxdl import envs as envs_lib
-from jaxdl.rl import agent as agent_lib
-from jaxdl.rl.config import Setup, build
+from jaxdl.loops.dqn import agent as agent_lib
+from jaxdl.loops.dqn.config import Setup, build, seed_keys
 from jaxdl.utils import threefry
 
 
@@ -70,12 +70,12 @@ def start_state(config: ml_collections.ConfigDict, seeds: agent_lib.Agent) -> Ru
   return RunState(step=jnp.zeros((), jnp.int32), seeds=seeds, best=best)
 
 
-class Runner:
+class JittedRunner:
   """One config's jitted DQN on a JAX-native environment.
 
   Attributes:
     env, env_params: the environment.
-    setup: network, optimizer, schedules and sizes (``jaxdl.rl.config.Setup``).
+    setup: network, optimizer, schedules and sizes (``jaxdl.loops.dqn.config.Setup``).
   """
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -154,9 +154,7 @@ class Runner:
   # -- all seeds
 
   def seed_keys(self) -> jax.Array:
-    """(S, 2) one key per seed: ``fold_in(PRNGKey(train.seed), s)``."""
-    root = jax.random.PRNGKey(self.config.train.seed)
-    return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(self.config.train.num_seeds))
+    return seed_keys(self.config.train.seed, self.config.train.num_seeds)
 
   @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def init(self) -> RunState:
@@ -217,6 +215,14 @@ class Runner:
   def close(self) -> None:
     if "_pool" in self.__dict__:
       self._pool.shutdown()
+
+  def save_envs(self, step: int, state: RunState, checkpoint_dir) -> None:
+    """Nothing to do: the environments are part of the checkpointed state."""
+    del step, state, checkpoint_dir
+
+  def after_restore(self, state: RunState, checkpoint_dir) -> RunState:
+    del checkpoint_dir
+    return state
 
   @functools.cached_property
   def _evaluate_all(self):

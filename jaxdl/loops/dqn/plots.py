@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxdl.train.plots import figure
+
 
 def _curve(history: Sequence[dict], prefix: str, num_seeds: int):
   """(steps, values (T, S)) of the records holding every seed's ``prefix/seed{i}``."""
@@ -28,9 +30,8 @@ def plot_returns(history: Sequence[dict], path: str | os.PathLike, *, num_seeds:
   evaluations (``test/return/seed{i}``) as points with error bars (one std
   across seeds).
   """
-  from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
-  fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+  fig = figure(6.4, 3.8)
   ax = fig.subplots()
   steps, values = _curve(history, "train/episode_return", num_seeds)
   if len(steps):

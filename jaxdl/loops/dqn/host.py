@@ -19,7 +19,7 @@ are pruned at the next save. An env that cannot be snapshotted exactly (see
 or does not match the checkpoint, gives a one-line warning and fresh episodes
 (``reset(seed=train.seed + step)``): the run goes on but is no longer
 bit-identical. The host loop runs in one process; the snapshot is written by
-process 0 only (``supervised.fit`` calls the hook there).
+process 0 only (``jaxdl.train.fit`` calls the hook there).
 """
 
 import functools
@@ -38,11 +38,12 @@ import numpy as np
 from jaxdl import envs as envs_lib
 from jaxdl.checkpoint import Checkpointer, array_digest
 from jaxdl.envs import gym_host
-from jaxdl.rl import agent as agent_lib
-from jaxdl.rl.anakin import RunState, start_state
-from jaxdl.rl.config import Setup, build
+from jaxdl.loops.dqn import agent as agent_lib
+from jaxdl.loops.dqn.jitted import RunState, start_state
+from jaxdl.loops.dqn.config import Setup, build, seed_keys
 from jaxdl.train.writers import console
 from jaxdl.utils import threefry
+from jaxdl.utils.io import write_atomic
 
 SNAPSHOT_FORMAT = 1  # bumped when the snapshot record below changes
 
@@ -76,17 +77,8 @@ def prune_snapshots(checkpoint_dir: str | os.PathLike) -> None:
       (directory / f"envs-{step}.pkl").unlink(missing_ok=True)
 
 
-def _write_atomic(path: pathlib.Path, data: bytes) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())  # on disk before its checkpoint is started (a power cut, not just a kill)
-  os.replace(tmp, path)
-
-
 class HostRunner:
-  """One config's DQN on a Gymnasium vector env; the same interface as ``anakin.Runner``."""
+  """One config's DQN on a Gymnasium vector env; the same interface as ``jitted.JittedRunner``."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -111,8 +103,7 @@ class HostRunner:
     return np.asarray(x).reshape(self.num_seeds, self.num_envs, *np.shape(x)[1:])  # (S, E, ...)
 
   def seed_keys(self) -> jax.Array:
-    root = jax.random.PRNGKey(self.config.train.seed)
-    return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(self.num_seeds))
+    return seed_keys(self.config.train.seed, self.num_seeds)
 
   @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def init(self) -> RunState:
@@ -122,7 +113,7 @@ class HostRunner:
     return start_state(self.config, seeds)
 
   def save_envs(self, step: int, state: RunState, checkpoint_dir: str | os.PathLike) -> None:
-    """Snapshots the envs as they are at ``step`` (``supervised.fit``'s ``on_checkpoint`` hook).
+    """Snapshots the envs as they are at ``step`` (``jaxdl.train.fit``'s ``on_checkpoint`` hook).
 
     Called before checkpoint ``step`` is started, so a checkpoint on disk
     always has its snapshot beside it. The record holds the pickled vector env,
@@ -145,7 +136,8 @@ class HostRunner:
               "obs_sha256": array_digest(np.asarray(jax.device_get(state.seeds.obs))),
               "envs_sha256": hashlib.sha256(data).hexdigest(), "envs": data}
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+    # On disk before its checkpoint is started (a power cut, not just a kill).
+    write_atomic(path, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), fsync=True)
     prune_snapshots(self._checkpoint_dir)
 
   def _load_envs(self, step: int, state: RunState, checkpoint_dir: pathlib.Path) -> str | None:

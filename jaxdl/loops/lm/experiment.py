@@ -1,0 +1,228 @@
+"""The language-model run: a character-level model trained on windows of one text.
+
+The metric is bits per character on the validation split (the last
+``data.val_fraction`` of the text): the mean next-token cross-entropy in nats
+divided by ln 2, over non-overlapping windows of T + 1 tokens. Add-one
+smoothed unigram and bigram models, counted on the training split and scored
+on exactly the same validation targets, are the baselines.
+"""
+
+import functools
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxdl import models as models_lib
+from jaxdl import optim as optim_lib
+from jaxdl.data import text as text_lib
+from jaxdl.loops.lm.config import validate
+from jaxdl.loops.lm.sampling import VOCAB_FILE, build_model, generate
+from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk
+from jaxdl.train import parallel
+from jaxdl.train.evaluate import make_evaluate
+from jaxdl.train.fit import TaskBase, fit
+from jaxdl.train.plots import plot_attention_maps, plot_learning_curves
+from jaxdl.train.state import TrainState, create_train_state
+from jaxdl.train.writers import console, write_json, write_atomic
+from jaxdl.utils.errors import JaxdlError
+from jaxdl.utils.tree import param_count, tree_sha256
+
+# The sample written at the end of a run: long enough to show structure
+# (a few lines), at a temperature a little below 1, which trades a few rare
+# characters for fewer typos.
+END_SAMPLE_LENGTH, END_SAMPLE_TEMPERATURE = 400, 0.8
+
+
+class LMTask(TaskBase):
+  """Everything a language-model run needs, built from a config and checked.
+
+  Building it validates the config, reads the text, splits it, builds and
+  initialises the model: every bad input fails here, before anything is
+  written.
+
+  Attributes:
+    config, corpus, train_tokens, val_tokens, val_windows, model, mesh,
+    state, schedule, train_step (bound, pure), chunk (jitted, donating the
+    state), steps_per_epoch, and the :class:`jaxdl.train.fit.Task` fields.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    validate(config)
+    self.config = config
+    t, seq_len = config.train, config.data.seq_len
+    self.corpus = corpus = text_lib.load_text(config.data.name, config.data.path or None)
+    self.train_tokens, self.val_tokens = text_lib.split_by_position(
+        corpus.ids, config.data.val_fraction)
+    self._check_length()
+    self.mesh = parallel.make_mesh(t.num_devices)
+    parallel.check_divisible(t.batch_size, self.mesh)
+    self.model, _ = build_model(config, corpus.vocab_size)
+    tx, self.schedule = optim_lib.from_config(config.optim, t.steps)
+    state = create_train_state(self.model, tx, jax.random.PRNGKey(t.seed),
+                               jnp.zeros((2, seq_len), jnp.int32))
+    self.state = parallel.put_replicated(state, self.mesh)
+    self.train_step = functools.partial(lm_train_step, schedule=self.schedule)
+    chunk = make_lm_chunk(self.train_step, num_tokens=len(self.train_tokens), seq_len=seq_len,
+                          batch_size=t.batch_size, batch_sharding=parallel.batch_sharded(self.mesh),
+                          nan_policy=t.nan_policy)
+    self.steps_per_epoch = chunk.steps_per_epoch
+    self.chunk = jax.jit(chunk, donate_argnums=(0,))
+    self.train_data = parallel.put_replicated(self.train_tokens, self.mesh)
+    self.val_windows = eval_windows(self.val_tokens, seq_len)  # (N, T + 1)
+    # make_evaluate batches, pads and shards examples with integer labels;
+    # here an example is a whole window and its labels are inside it.
+    self._evaluate = make_evaluate(
+        lambda s, b: lm_eval_step(s, {"x": b["x"][:, :-1], "y": b["x"][:, 1:], "mask": b["mask"]}),
+        self.val_windows, np.zeros(len(self.val_windows), np.int32), mesh=self.mesh,
+        batch_size=t.eval_batch_size)
+    self.total_steps, self.max_chunk = t.steps, self.steps_per_epoch
+    self.eval_every = t.eval_every or self.steps_per_epoch  # 0: once per epoch
+
+  def _check_length(self) -> None:
+    config, corpus = self.config, self.corpus
+    seq_len, batch_size, val_fraction = config.data.seq_len, config.train.batch_size, config.data.val_fraction
+    where = f"data.path={config.data.path}" if corpus.name == "text" else f"data.name={corpus.name}"
+    # A training batch needs batch_size windows of the tiling (see
+    # make_lm_chunk), validation at least one window of T + 1 tokens.
+    need_train = (batch_size + 1) * seq_len
+    need_val = seq_len + 1
+    need = max(math.ceil(need_train / (1 - val_fraction)), math.ceil(need_val / val_fraction))
+    if len(self.train_tokens) < need_train or len(self.val_tokens) < need_val:
+      raise JaxdlError(
+          f"{where} is too short: {len(corpus.ids)} characters, but data.seq_len={seq_len}, "
+          f"train.batch_size={batch_size} and data.val_fraction={val_fraction} "
+          f"need at least {need}")
+
+  def run_chunk(self, state: TrainState, n) -> tuple[TrainState, dict]:
+    return self.chunk(state, self.train_data, n)
+
+  def evaluate(self, state: TrainState) -> dict[str, float]:
+    metrics = dict(self._evaluate(state))
+    metrics["bpc"] = metrics["loss"] / LN2
+    return metrics
+
+  def headline(self, state: TrainState) -> str:
+    config, corpus, t = self.config, self.corpus, self.config.train
+    return (f"jaxdl: {config.model.name} ({param_count(state.params):,} params) on {corpus.name} "
+            f"({len(self.train_tokens):,} train / {len(self.val_tokens):,} validation characters, "
+            f"vocabulary {corpus.vocab_size}), {self.mesh.devices.size} {jax.default_backend()} "
+            f"device(s), {t.steps} steps of {t.batch_size} windows of {config.data.seq_len}")
+
+  def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
+    """Writes ``vocab.json``, or on resume refuses a text that changed since the run began."""
+    corpus, path = self.corpus, workdir / VOCAB_FILE
+    if resuming and path.is_file():
+      saved = json.loads(path.read_text(encoding="utf-8"))
+      if saved.get("corpus", {}).get("sha256") != corpus.info["sha256"]:
+        where = f"data.path={self.config.data.path}" if corpus.name == "text" else corpus.name
+        raise JaxdlError(f"{where} changed since the run in {workdir} started (its sha256 differs); "
+                         f"choose another --workdir")
+    elif jax.process_index() == 0:
+      workdir.mkdir(parents=True, exist_ok=True)
+      record = {"chars": list(corpus.vocab), "corpus": corpus.info}
+      write_atomic(path, json.dumps(record, indent=1) + "\n")
+
+  def baselines(self) -> dict[str, float]:
+    """Unigram and bigram bits per character on the validation targets the model is scored on."""
+    w = self.val_windows
+    contexts, targets = w[:, :-1].reshape(-1), w[:, 1:].reshape(-1)
+    v = self.corpus.vocab_size
+    return {"unigram_bpc": text_lib.unigram_bpc(self.train_tokens, targets, v),
+            "bigram_bpc": text_lib.bigram_bpc(self.train_tokens, contexts, targets, v)}
+
+
+# Kept for code written against the earlier name.
+LMExperiment = LMTask
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | pathlib.Path) -> tuple[TrainState, dict]:
+  """Trains a character-level language model as the config says.
+
+  Writes into ``workdir``: ``config.json``, ``vocab.json`` (the characters in
+  token-id order, and the corpus's file list and hash), ``checkpoints/``
+  (Orbax; ``jaxdl sample`` reads the newest), ``metrics.jsonl`` (``train/*``
+  and ``test/*`` records; the test split is the validation text),
+  TensorBoard events under ``tb/``, ``learning_curves.png``, ``sample.txt``,
+  ``attention.png`` (Transformer models) and ``metrics.json``: ``val_bpc``,
+  ``val_loss``, ``train_loss``, ``unigram_bpc``, ``bigram_bpc``, ``steps``,
+  ``wall_seconds``, ``params_sha256``, ``corpus_sha256``, ``corpus_files``,
+  ``vocab_size``, ...
+
+  A workdir that already holds this run resumes from its newest intact
+  checkpoint, exactly, like the supervised loop; a text that changed since
+  the run started is refused.
+
+  Args:
+    config: a language-model preset's config (``jaxdl.loops.lm.default_config()``).
+    workdir: the run's output directory.
+
+  Returns:
+    The final state and the final metrics dict.
+  """
+  parallel.maybe_initialize_distributed(config.train.distributed)
+  t0 = time.perf_counter()
+  task = LMTask(config)  # every bad input fails here, before anything is written
+  corpus = task.corpus
+  workdir = pathlib.Path(workdir)
+  fitted = fit(task, workdir)
+  state, summary = fitted.state, fitted.summary
+  if "test/loss" not in summary:  # resumed at the last step: nothing ran, evaluate now
+    summary = {**summary, **{f"test/{k}": v for k, v in task.evaluate(state).items()}}
+  last_train = fitted.last("train/loss")
+  baselines = task.baselines()
+  final = {
+      "val_bpc": summary["test/bpc"],
+      "val_loss": summary["test/loss"],
+      "val_accuracy": summary["test/accuracy"],
+      "train_loss": last_train.get("train/loss", float("nan")),
+      "train_bpc": last_train.get("train/bpc", float("nan")),
+      **baselines,
+      "bpc_vs_bigram": 1.0 - summary["test/bpc"] / baselines["bigram_bpc"],
+      "steps": int(jax.device_get(state.step)),
+      **fitted.record(t0),
+      "params_sha256": tree_sha256(state.params),
+      "param_count": param_count(state.params),
+      "corpus_sha256": corpus.info["sha256"],
+      "corpus_files": corpus.info["num_files"],
+      "corpus_chars": len(corpus.ids),
+      "vocab_size": corpus.vocab_size,
+      "seq_len": config.data.seq_len,
+      "num_devices": int(task.mesh.devices.size),
+      "dataset": corpus.name,
+      "model": config.model.name,
+  }
+  if jax.process_index() == 0:
+    _write_extras(task, {"params": jax.device_get(state.params)}, workdir)
+    plot_learning_curves(fitted.history, workdir / "learning_curves.png",
+                         title=f"{config.model.name} on {corpus.name}")
+    final["wall_seconds"] = time.perf_counter() - t0
+    write_json(workdir / "metrics.json", final)
+  console(f"val_bpc={final['val_bpc']:.4f} (unigram {final['unigram_bpc']:.3f}, bigram "
+          f"{final['bigram_bpc']:.3f}) ({final['steps']} steps, {final['wall_seconds']:.1f} s) "
+          f"-> {workdir}/metrics.json")
+  return state, final
+
+
+def _write_extras(task: LMTask, variables: Any, workdir: pathlib.Path) -> None:
+  """``sample.txt`` (and ``attention.png`` for a Transformer) from the final model."""
+  vocab, seq_len = task.corpus.vocab, task.config.data.seq_len
+  # The prompt is the start of the validation text: text the model never trained on.
+  prompt = task.val_tokens[:min(seq_len, 64)]
+  ids = generate(task.model.apply, variables, prompt, length=END_SAMPLE_LENGTH, seq_len=seq_len,
+                 temperature=END_SAMPLE_TEMPERATURE, rng=jax.random.PRNGKey(task.config.train.seed))
+  (workdir / "sample.txt").write_text(
+      text_lib.decode(prompt, vocab) + text_lib.decode(ids, vocab) + "\n", encoding="utf-8")
+  if isinstance(task.model, models_lib.TransformerLanguageModel):
+    window = task.val_tokens[None, :min(seq_len, 32)]  # short enough to read the characters
+    maps = jax.jit(functools.partial(models_lib.attention_maps, task.model))(variables, window)
+    plot_attention_maps(np.stack([np.asarray(m[0]) for m in maps]), workdir / "attention.png",
+                        tokens=list(text_lib.decode(window[0], vocab)),
+                        title=f"{task.config.model.name}: attention on validation text")

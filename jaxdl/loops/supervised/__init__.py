@@ -1,0 +1,15 @@
+"""The supervised loop: classifiers on arrays (images, signals, sequences).
+
+    state, metrics = train_step(state, {"x": (B, ...), "y": (B,)})
+
+``default_config()`` is its schema, ``SupervisedTask`` what ``jaxdl.train.fit``
+drives, ``train_and_evaluate(config, workdir)`` the whole run.
+"""
+
+from jaxdl.loops.supervised.config import default_config, validate
+from jaxdl.loops.supervised.experiment import (Experiment, SupervisedTask, build_model_state,
+                                               train_and_evaluate)
+from jaxdl.loops.supervised.step import eval_step, train_step
+
+__all__ = ["Experiment", "SupervisedTask", "build_model_state", "default_config", "eval_step",
+           "train_and_evaluate", "train_step", "validate"]

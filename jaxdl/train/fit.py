@@ -1,0 +1,224 @@
+"""``fit(task, workdir)``: the part of a run every loop shares.
+
+A loop declares its run as a :class:`Task`: the initial state, how to advance
+it by a chunk of steps, how to evaluate it, and a few hooks. ``fit`` does the
+rest: the one-run-per-workdir check, resume from the newest intact
+checkpoint, ``config.json``, the host loop (``jaxdl.train.loop.run``) with
+checkpoints every ``checkpoint.every_steps`` and at the end, and a divergence
+turned into a one-line error that names the parameter and the last good
+checkpoint. :meth:`Fitted.record` is the part of ``metrics.json`` every loop
+writes the same way.
+"""
+
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+
+from jaxdl.checkpoint import Checkpointer
+from jaxdl.configs import to_dict
+from jaxdl.train import parallel
+from jaxdl.train import workdir as workdir_lib
+from jaxdl.train.loop import Diverged, run
+from jaxdl.train.writers import MetricWriter, console, write_atomic
+from jaxdl.utils.errors import JaxdlError
+
+
+class Task(Protocol):
+  """What a loop hands to :func:`fit`.
+
+  Attributes:
+    config: the run's config (its ``train`` and ``checkpoint`` sections are
+      read here).
+    state: the initial state, where training wants it (on the devices).
+    total_steps: the step to train to.
+    max_chunk: the most steps one ``run_chunk`` call may take (an epoch, a
+      log interval).
+    eval_every: steps between evaluations; 0: only at the end.
+    desc: the progress bar's label.
+  """
+
+  config: ml_collections.ConfigDict
+  state: Any
+  total_steps: int
+  max_chunk: int
+  eval_every: int
+  desc: str
+
+  def run_chunk(self, state: Any, n) -> tuple[Any, Mapping[str, Any]]:
+    """Advances ``state`` by ``n`` steps; returns it and the chunk's mean metrics."""
+
+  def evaluate(self, state: Any) -> Mapping[str, float]:
+    """Metrics on the held-out data (keys without a ``test/`` prefix)."""
+
+  def headline(self, state: Any) -> str:
+    """The line printed before training starts."""
+
+  def param_path(self, state: Any, leaf: int) -> str:
+    """The name of leaf ``leaf`` of the parameters the NaN guard checks."""
+
+  def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
+    """Called once ``workdir`` is accepted (``resuming`` an earlier run or not), before anything is written."""
+
+  def on_checkpoint(self, step: int, state: Any, directory: pathlib.Path) -> None:
+    """Called on process 0 just before checkpoint ``step`` is started in ``directory``."""
+
+  def place(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
+    """Puts a state restored from ``checkpoint_dir`` where training wants it."""
+
+
+def leaf_path(tree: Any, leaf: int, prefix: str = "params") -> str:
+  """Dotted path (``params.Dense_0.kernel``) of the leaf-th leaf of ``tree``."""
+  if leaf < 0:
+    return "none (the loss itself)"
+  path, _ = jax.tree_util.tree_flatten_with_path(tree)[0][leaf]
+  return ".".join([prefix] + [str(getattr(k, "key", getattr(k, "idx", k))) for k in path])
+
+
+class TaskBase:
+  """Defaults for the optional parts of a :class:`Task`.
+
+  A subclass sets ``config``, ``state``, ``total_steps``, ``max_chunk``,
+  ``eval_every`` and ``mesh`` and defines ``run_chunk``, ``evaluate`` and
+  ``headline``; it overrides the rest where its run differs.
+  """
+
+  desc = "train"
+  mesh: jax.sharding.Mesh
+
+  def param_path(self, state: Any, leaf: int) -> str:
+    return leaf_path(state.params, leaf)
+
+  def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
+    del workdir, resuming
+
+  def on_checkpoint(self, step: int, state: Any, directory: pathlib.Path) -> None:
+    del step, state, directory
+
+  def place(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
+    del checkpoint_dir
+    return parallel.put_replicated(host_state, self.mesh)
+
+
+def validate_schedule(config: ml_collections.ConfigDict,
+                      positive: tuple[str, ...] = ("steps", "batch_size", "log_every")) -> None:
+  """One-line errors for the keys :func:`fit` reads.
+
+  Args:
+    config: the run's config.
+    positive: the ``train.*`` keys that must be > 0.
+  """
+  t = config.train
+  for key in positive:
+    if t[key] <= 0:
+      raise JaxdlError(f"train.{key}={t[key]} must be > 0")
+  if t.eval_every < 0:
+    raise JaxdlError(f"train.eval_every={t.eval_every} must be >= 0")
+  if config.checkpoint.every_steps < 0:
+    raise JaxdlError(f"checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0: only at the end)")
+  if config.optim.learning_rate <= 0:
+    raise JaxdlError(f"optim.learning_rate={config.optim.learning_rate} must be > 0")
+
+
+@dataclasses.dataclass
+class Fitted:
+  """What :func:`fit` hands back to a loop's ``train_and_evaluate``.
+
+  Attributes:
+    state: the final state (on the devices).
+    summary: ``jaxdl.train.loop.run``'s summary (last metrics, timings).
+    history: every record written to ``metrics.jsonl`` by this process.
+    start: the step this process started from (0 unless it resumed).
+    checkpoint_saves, checkpoint_seconds: checkpoints written, and the time
+      training waited on them.
+    seed: ``train.seed``.
+  """
+
+  state: Any
+  summary: dict
+  history: list
+  start: int
+  checkpoint_saves: int
+  checkpoint_seconds: float
+  seed: int
+
+  def last(self, key: str) -> dict:
+    """The newest ``metrics.jsonl`` record that has ``key`` ({} if none)."""
+    return next((r for r in reversed(self.history) if key in r), {})
+
+  def record(self, started: float) -> dict[str, Any]:
+    """The ``metrics.json`` keys every loop writes; ``started`` is the run's ``perf_counter`` start."""
+    return {
+        "resumed_from_step": self.start,
+        "wall_seconds": time.perf_counter() - started,
+        "train_seconds": self.summary["wall_seconds"],
+        "first_chunk_seconds": self.summary["first_chunk_seconds"],
+        "steps_per_second": self.summary.get("steps_per_second", 0.0),
+        "checkpoint_saves": self.checkpoint_saves,
+        "checkpoint_seconds": self.checkpoint_seconds,  # time training waited on checkpoints
+        "backend": jax.default_backend(),
+        "seed": self.seed,
+    }
+
+
+def fit(task: Task, workdir: str | pathlib.Path) -> Fitted:
+  """Trains ``task`` in ``workdir``.
+
+  Checks the workdir (fresh start, resume of the same config, or a one-line
+  refusal), restores the newest intact checkpoint, writes ``config.json``,
+  runs the host loop over ``task.run_chunk`` with checkpoints every
+  ``checkpoint.every_steps`` and at the end, and turns a divergence into a
+  one-line error naming the parameter and the last good checkpoint.
+
+  Returns:
+    A :class:`Fitted`.
+  """
+  config = task.config
+  t, c = config.train, config.checkpoint
+  workdir = pathlib.Path(workdir)
+  resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
+  task.on_start(workdir, resuming)
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep, async_save=c.async_save,
+                      best_metric=c.keep_best, best_mode=c.best_mode, log=console)
+  state, start = task.state, 0
+  if resuming:
+    restored = ckpt.restore_latest(jax.device_get(task.state))
+    if restored is not None:
+      host_state, start = restored
+      state = task.place(host_state, ckpt.directory)
+      console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
+  workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:
+    write_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+  console(task.headline(state))
+  total_steps, every = task.total_steps, c.every_steps
+
+  def save_checkpoint(step, state, metrics):
+    if (every > 0 and step % every == 0) or step == total_steps:
+      if jax.process_index() == 0:
+        task.on_checkpoint(step, state, ckpt.directory)
+      ckpt.save(step, state, metrics=metrics)
+
+  writer = MetricWriter(workdir, resume_step=start)
+  try:
+    state, summary = run(
+        state, total_steps=total_steps, chunk_fn=task.run_chunk, eval_fn=task.evaluate,
+        writer=writer, log_every=t.log_every, eval_every=task.eval_every, max_chunk=task.max_chunk,
+        checkpoint_every=every, hooks=[save_checkpoint], desc=task.desc)
+  except Diverged as e:
+    ckpt.close()  # the saves already started are good: let them land
+    kept = ckpt.steps()
+    raise Diverged(e.step, e.leaf,
+        f"non-finite loss or parameters at step {e.step} (first non-finite parameter: "
+        f"{task.param_path(state, e.leaf)}); the update was not applied; last good checkpoint: "
+        f"{f'step {kept[-1]}' if kept else 'none'} (train.nan_policy=skip drops such updates)") from None
+  finally:
+    writer.close()
+  ckpt.close()
+  return Fitted(state=state, summary=summary, history=writer.history, start=start,
+                checkpoint_saves=ckpt.saves, checkpoint_seconds=ckpt.blocking_seconds, seed=t.seed)
