@@ -12,20 +12,8 @@ seed; high_quality_fraction 0.9728, 0.9752, 0.9684, 0.9772, 0.9648 for seeds
 CPU, compile included.
 """
 
-from jaxdl.loops.gan import default_config
+from _gan2d import mixture_config
 
 
 def get_config():
-  config = default_config()
-  config.data.name = "ring8"
-  config.gan.loss = "non_saturating"
-  config.gan.r1 = 1.0
-  config.gan.latent_dim = 2
-  config.model.g_hidden = (128, 128, 128)
-  config.model.d_hidden = (128, 128, 128)
-  config.train.steps = 8000
-  config.train.batch_size = 128
-  config.optim.learning_rate = 4e-3
-  config.optim.b2 = 0.99
-  config.optim.schedule = "cosine"
-  return config
+  return mixture_config("ring8", r1=1.0, steps=8000)

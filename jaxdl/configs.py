@@ -169,12 +169,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     node = config
     for i, part in enumerate(parents):
       if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        raise JaxdlError(f"--set {key}: the '{loop}' loop has no key '{'.'.join(parents[:i + 1])}'"
-                         f" (known: {', '.join(sorted(node.keys()))})")
+        raise JaxdlError(f"--set {key}: unknown key '{'.'.join(parents[:i + 1])}': the '{loop}' loop "
+                         f"does not read it (known: {', '.join(sorted(node.keys()))})")
       node = node[part]
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise JaxdlError(f"--set {key}: the '{loop}' loop has no such key (known in this section: "
-                       f"{', '.join(sorted(node.keys()))})")
+      raise JaxdlError(f"--set {key}: unknown key: the '{loop}' loop does not read it (known in this "
+                       f"section: {', '.join(sorted(node.keys()))})")
     if isinstance(node[leaf], ml_collections.ConfigDict):
       raise JaxdlError(f"--set {key}: is a section, set one of its keys "
                        f"({', '.join(sorted(node[leaf].keys()))})")

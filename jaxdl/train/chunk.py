@@ -77,7 +77,7 @@ def make_chunk(
     source: BatchSource,
     *,
     nan_policy: str = "halt",
-    params_of: Callable[[Any], Any] = lambda state: state.params,
+    params_of: Callable[[Any], Any] = lambda state: getattr(state, "params", {}),
     watch: Sequence[str] = ("loss", "grad_norm"),
 ) -> Callable[[Any, Any, jax.Array], tuple[Any, dict]]:
   """Builds ``chunk(state, data, n)``: ``n`` guarded steps in one ``while_loop``, jit-ready.
@@ -91,16 +91,18 @@ def make_chunk(
 
   Args:
     step_fn: ``state, metrics = step_fn(state, batch)``; the state has
-      ``step``, ``rng`` and ``skipped`` fields.
+      ``step`` and ``rng`` fields (and ``skipped`` for ``nan_policy='skip'``).
     source: where each step's batch comes from (:func:`epoch_batches`,
       :func:`fresh_batches`).
     nan_policy: 'halt' or 'skip'.
-    params_of: the parameters the guard checks.
+    params_of: the parameters the guard checks (default: ``state.params``, or
+      none for a state without them).
     watch: the metrics the guard checks.
 
   Returns:
     ``chunk(state, data, n) -> (state, metrics)``: the mean of each metric
-    over the chunk's applied steps, ``skipped``, plus the fault report above.
+    over the chunk's applied steps, ``skipped`` (if the state counts them),
+    plus the fault report above.
   """
   check_nan_policy(nan_policy)
   guarded = guard(step_fn, nan_policy, params_of=params_of, watch=watch)
@@ -131,7 +133,8 @@ def make_chunk(
     metrics = jax.tree_util.tree_map(lambda s: s / jnp.maximum(count, 1), sums)
     if nan_policy == "halt":
       metrics.update(nonfinite_step=bad_step, nonfinite_leaf=bad_leaf)
-    metrics["skipped"] = state.skipped
+    if hasattr(state, "skipped"):  # 'halt' needs no counter: a state may go without one
+      metrics["skipped"] = state.skipped
     return state, metrics
 
   return chunk

@@ -256,7 +256,7 @@ def make_train(config: ml_collections.ConfigDict):
   that first call (where JAX lowers it) inside
   ``jaxdl.utils.threefry.straight_line()``: the same numbers, sooner.
   """
-  runner = Runner(config)
+  runner = JittedRunner(config)
   iterations, log_every = runner.setup.iterations, config.train.log_every
   num_logs = -(-iterations // log_every)
 

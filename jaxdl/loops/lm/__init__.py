@@ -4,12 +4,13 @@
 """
 
 from jaxdl.loops.lm.config import default_config, validate
-from jaxdl.loops.lm.experiment import LMExperiment, LMTask, train_and_evaluate
+from jaxdl.loops.lm.experiment import (END_SAMPLE_LENGTH, END_SAMPLE_TEMPERATURE, LMExperiment, LMTask,
+                                       train_and_evaluate)
 from jaxdl.loops.lm.sampling import build_model, generate, load_run, sample_from_workdir
 from jaxdl.loops.lm.step import (LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk,
                                  take_windows, token_cross_entropy)
 
-__all__ = ["LMExperiment", "LMTask", "LN2", "build_model", "default_config", "eval_windows",
+__all__ = ["END_SAMPLE_LENGTH", "END_SAMPLE_TEMPERATURE", "LMExperiment", "LMTask", "LN2", "build_model", "default_config", "eval_windows",
            "generate", "lm_eval_step", "lm_train_step", "load_run", "make_lm_chunk",
            "sample_from_workdir", "take_windows", "token_cross_entropy", "train_and_evaluate",
            "validate"]
