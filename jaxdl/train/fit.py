@@ -68,7 +68,7 @@ class Task(Protocol):
   def on_checkpoint(self, step: int, state: Any, directory: pathlib.Path) -> None:
     """Called on process 0 just before checkpoint ``step`` is started in ``directory``."""
 
-  def place(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
+  def place_restored(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
     """Puts a state restored from ``checkpoint_dir`` where training wants it."""
 
 
@@ -100,7 +100,7 @@ class TaskBase:
   def on_checkpoint(self, step: int, state: Any, directory: pathlib.Path) -> None:
     del step, state, directory
 
-  def place(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
+  def place_restored(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
     del checkpoint_dir
     return parallel.put_replicated(host_state, self.mesh)
 
@@ -190,7 +190,7 @@ def fit(task: Task, workdir: str | pathlib.Path) -> Fitted:
     restored = ckpt.restore_latest(jax.device_get(task.state))
     if restored is not None:
       host_state, start = restored
-      state = task.place(host_state, ckpt.directory)
+      state = task.place_restored(host_state, ckpt.directory)
       console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:

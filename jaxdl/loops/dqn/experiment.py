@@ -88,7 +88,7 @@ class DQNTask:
   def on_checkpoint(self, step: int, state: RunState, directory: pathlib.Path) -> None:
     self.runner.save_envs(step, state, directory)
 
-  def place(self, host_state: Any, checkpoint_dir: pathlib.Path) -> RunState:
+  def place_restored(self, host_state: Any, checkpoint_dir: pathlib.Path) -> RunState:
     # The host loop's env snapshots lie beside fit's checkpoints.
     return self.runner.after_restore(jax.device_put(host_state), checkpoint_dir)
 

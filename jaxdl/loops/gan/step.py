@@ -13,6 +13,7 @@ Regularisers: the R1 penalty ``gamma / 2 * E ||grad_x D(x)||^2`` on real data
 normalisation (``gan.spectral_norm``).
 """
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,46 +71,79 @@ def gan_step(
   real_all = batch["x"]
   if real_all.shape[0] != n_critic:
     raise ValueError(f"batch['x'] holds {real_all.shape[0]} real batches for n_critic={n_critic}")
-  batch_size = real_all.shape[1]
   _, key = step_keys(state.rng, state.step)
   d_keys = jax.random.split(jax.random.fold_in(key, 0), n_critic)
   g_key = jax.random.fold_in(key, 1)
-  has_g_stats, has_d_stats = bool(state.g_batch_stats), bool(state.d_batch_stats)
+  ctx = _StepContext(state=state, loss=loss, latent_dim=latent_dim, r1=r1, gp=gp,
+                     batch_sharding=batch_sharding, real_shape=real_all.shape[1:])
+  (d_params, d_opt_state, d_stats), d_metrics = jax.lax.scan(
+      ctx.d_update, (state.d_params, state.d_opt_state, state.d_batch_stats), (real_all, d_keys))
+  d_metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last critic update's view
+  g_params, g_opt_state, g_stats, g_metrics = ctx.g_update(g_key, d_params, d_stats)
+  decay = _ema_decay(ema_decay, state.step)
+  ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g_params)
+  new_state = state.replace(
+      step=state.step + 1, g_params=g_params, d_params=d_params, g_batch_stats=g_stats,
+      d_batch_stats=d_stats, g_opt_state=g_opt_state, d_opt_state=d_opt_state, ema_params=ema)
+  return new_state, {**d_metrics, **g_metrics}
 
-  def latents(k):
-    z = jax.random.normal(k, (batch_size, latent_dim), jnp.float32)  # (B, Z)
-    return jax.lax.with_sharding_constraint(z, batch_sharding) if batch_sharding is not None else z
 
-  def generate(g_params, z):
+@dataclasses.dataclass(frozen=True)
+class _StepContext:
+  """One :func:`gan_step`'s fixed inputs, and its two kinds of update.
+
+  Attributes:
+    real_shape: (B, ...), the shape of one real batch.
+  """
+
+  state: GANState
+  loss: str
+  latent_dim: int
+  r1: float
+  gp: float
+  batch_sharding: jax.sharding.Sharding | None
+  real_shape: tuple[int, ...]
+
+  def latents(self, key: jax.Array) -> jax.Array:
+    z = jax.random.normal(key, (self.real_shape[0], self.latent_dim), jnp.float32)  # (B, Z)
+    return jax.lax.with_sharding_constraint(z, self.batch_sharding) if self.batch_sharding is not None else z
+
+  def generate(self, g_params, z):
     """Samples in training mode; returns them and the new G statistics."""
+    state, has_g_stats = self.state, bool(self.state.g_batch_stats)
     out = state.g_apply(state.g_variables(g_params), z, train=True,
                         mutable=["batch_stats"] if has_g_stats else False)
     fake, updates = out if has_g_stats else (out, {})
-    return fake.reshape(real_all.shape[1:]), updates.get("batch_stats", state.g_batch_stats)
+    return fake.reshape(self.real_shape), updates.get("batch_stats", state.g_batch_stats)
 
-  def d_update(carry, inputs):
+  def d_variables(self, params, stats) -> dict:
+    return {"params": params, **({"batch_stats": stats} if self.state.d_batch_stats else {})}
+
+  def d_update(self, carry, inputs):
+    """One discriminator update on a real batch (a ``lax.scan`` body over the critic steps)."""
+    state, loss, batch_size = self.state, self.loss, self.real_shape[0]
+    has_d_stats = bool(state.d_batch_stats)
     d_params, d_opt_state, d_stats = carry
     real, k = inputs
     z_key, gp_key = jax.random.split(k)
-    fake, _ = generate(state.g_params, latents(z_key))  # G's statistics move in its own update only
+    fake, _ = self.generate(state.g_params, self.latents(z_key))  # G's statistics move in its own update only
     fake = jax.lax.stop_gradient(fake)
-    d_vars = lambda p, s: {"params": p, **({"batch_stats": s} if has_d_stats else {})}
 
     def loss_fn(d_params):
       both = jnp.concatenate([real, fake])  # one call: one power iteration of spectral norm
-      out = state.d_apply(d_vars(d_params, d_stats), both, train=True,
+      out = state.d_apply(self.d_variables(d_params, d_stats), both, train=True,
                           mutable=["batch_stats"] if has_d_stats else False)
       logits, updates = out if has_d_stats else (out, {})
       real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
       d_loss = discriminator_loss(loss, real_logits, fake_logits)
       # Penalties see the normalised weights as they stand, without another
       # power iteration.
-      d_fn = lambda x: state.d_apply(d_vars(d_params, d_stats), x, train=False)
+      d_fn = lambda x: state.d_apply(self.d_variables(d_params, d_stats), x, train=False)
       penalty = jnp.zeros((), jnp.float32)
-      if r1 > 0:
-        penalty += 0.5 * r1 * r1_penalty(d_fn, real)
+      if self.r1 > 0:
+        penalty += 0.5 * self.r1 * r1_penalty(d_fn, real)
       if loss == "wgan_gp":
-        penalty += gp * gradient_penalty(d_fn, real, fake, gp_key)
+        penalty += self.gp * gradient_penalty(d_fn, real, fake, gp_key)
       stats = updates.get("batch_stats", d_stats)
       return d_loss + penalty, (d_loss, penalty, real_logits.mean(), fake_logits.mean(), stats)
 
@@ -120,25 +154,19 @@ def gan_step(
                "d_grad_norm": optax.tree.norm(grads)}
     return (d_params, d_opt_state, d_stats), metrics
 
-  (d_params, d_opt_state, d_stats), d_metrics = jax.lax.scan(
-      d_update, (state.d_params, state.d_opt_state, state.d_batch_stats), (real_all, d_keys))
-  d_metrics = {k: v[-1] for k, v in d_metrics.items()}  # the last critic update's view
+  def g_update(self, key: jax.Array, d_params, d_stats):
+    """The generator update against the updated discriminator: (params, opt state, stats, metrics)."""
+    state = self.state
 
-  def g_loss_fn(g_params):
-    fake, g_stats = generate(g_params, latents(g_key))
-    d_variables = {"params": d_params, **({"batch_stats": d_stats} if has_d_stats else {})}
-    logits = state.d_apply(d_variables, fake, train=False)
-    return generator_loss(loss, logits), g_stats
+    def g_loss_fn(g_params):
+      fake, g_stats = self.generate(g_params, self.latents(key))
+      logits = state.d_apply(self.d_variables(d_params, d_stats), fake, train=False)
+      return generator_loss(self.loss, logits), g_stats
 
-  (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
-  g_updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, g_updates)
-  decay = _ema_decay(ema_decay, state.step)
-  ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g_params)
-  new_state = state.replace(
-      step=state.step + 1, g_params=g_params, d_params=d_params, g_batch_stats=g_stats,
-      d_batch_stats=d_stats, g_opt_state=g_opt_state, d_opt_state=d_opt_state, ema_params=ema)
-  return new_state, {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads)}
+    (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+    g_updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+    return g_params, g_opt_state, g_stats, {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads)}
 
 
 def make_gan_chunk(
