@@ -269,3 +269,14 @@ def test_keep_best_keeps_the_step_with_the_best_metric(tmp_path):
   best_acc = max(evals)[0]
   assert [a for a, s in evals if -s == kept[0]] == [best_acc]
   assert kept[0] in {-s for a, s in evals if a == best_acc} and best_step <= kept[0]
+
+
+def test_a_key_only_the_saved_config_has_does_not_block_resume():
+  from jaxdl.train.workdir import config_differences
+  current = {"loop": "lm", "train": {"seed": 0, "steps": 10}, "model": {"name": "lstm_lm"}}
+  # An LM run started before its schema dropped the classifier's keys it never read.
+  saved = {**current, "augment": {"shift": 0}, "train": {"seed": 0, "steps": 5, "label_smoothing": 0.0}}
+  assert config_differences(saved, current) == []
+  # A key the current loop reads is compared, whether the saved run had it or not.
+  assert config_differences(saved, {**current, "data": {"seq_len": 64}}) == ["data.seq_len"]
+  assert config_differences(saved, {**current, "train": {"seed": 1, "steps": 10}}) == ["train.seed"]

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jax
@@ -150,6 +150,15 @@ class Fitted:
   def last(self, key: str) -> dict:
     """The newest ``metrics.jsonl`` record that has ``key`` ({} if none)."""
     return next((r for r in reversed(self.history) if key in r), {})
+
+  def test_metrics(self, evaluate: Callable[[Any], Mapping[str, float]]) -> dict[str, float]:
+    """The last evaluation's metrics (without the ``test/`` prefix).
+
+    A process that resumed at the very end ran no evaluation: ``evaluate``
+    scores the final state then.
+    """
+    test = {k[len("test/"):]: v for k, v in self.summary.items() if k.startswith("test/")}
+    return test or dict(evaluate(self.state))
 
   def record(self, started: float) -> dict[str, Any]:
     """The ``metrics.json`` keys every loop writes; ``started`` is the run's ``perf_counter`` start."""

@@ -20,9 +20,14 @@ HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_ba
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """Dotted keys whose values differ and matter, sorted."""
+  """Dotted keys whose values differ and matter, sorted.
+
+  A key only the saved config has is not one: the current config holds every
+  key its loop reads, so the run cannot depend on it (a run started before
+  the loops' schemas dropped the keys they never read resumes as before).
+  """
   a, b = flatten(saved), flatten(current)
-  keys = {k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>")}
+  keys = {k for k in b if a.get(k, "<absent>") != b[k]}
   return sorted(k for k in keys if not any(k == h or (h.endswith(".") and k.startswith(h)) for h in HARMLESS))
 
 

@@ -204,10 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   task = GANTask(config)  # every bad input fails here, before anything is written
   workdir = pathlib.Path(workdir)
   fitted = fit(task, workdir)
-  state, summary = fitted.state, fitted.summary
-  test = {k[len("test/"):]: v for k, v in summary.items() if k.startswith("test/")}
-  if not test:  # resumed at the very end: nothing left to run or evaluate
-    test = task.evaluate(state)
+  state, test = fitted.state, fitted.test_metrics(task.evaluate)
   last_train = fitted.last("train/d_loss")
   final = {
       **test, **task.baselines,

@@ -173,19 +173,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   corpus = task.corpus
   workdir = pathlib.Path(workdir)
   fitted = fit(task, workdir)
-  state, summary = fitted.state, fitted.summary
-  if "test/loss" not in summary:  # resumed at the last step: nothing ran, evaluate now
-    summary = {**summary, **{f"test/{k}": v for k, v in task.evaluate(state).items()}}
+  state, test = fitted.state, fitted.test_metrics(task.evaluate)
   last_train = fitted.last("train/loss")
   baselines = task.baselines()
   final = {
-      "val_bpc": summary["test/bpc"],
-      "val_loss": summary["test/loss"],
-      "val_accuracy": summary["test/accuracy"],
+      "val_bpc": test["bpc"],
+      "val_loss": test["loss"],
+      "val_accuracy": test["accuracy"],
       "train_loss": last_train.get("train/loss", float("nan")),
       "train_bpc": last_train.get("train/bpc", float("nan")),
       **baselines,
-      "bpc_vs_bigram": 1.0 - summary["test/bpc"] / baselines["bigram_bpc"],
+      "bpc_vs_bigram": 1.0 - test["bpc"] / baselines["bigram_bpc"],
       "steps": int(jax.device_get(state.step)),
       **fitted.record(t0),
       "params_sha256": tree_sha256(state.params),

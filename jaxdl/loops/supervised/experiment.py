@@ -158,14 +158,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   ds = task.dataset
   workdir = pathlib.Path(workdir)
   fitted = fit(task, workdir)
-  state, summary = fitted.state, fitted.summary
+  state, test = fitted.state, fitted.test_metrics(task.evaluate)
   last_train = fitted.last("train/loss")
-  test = ({"test/loss": summary["test/loss"], "test/accuracy": summary["test/accuracy"]}
-          if "test/loss" in summary else {f"test/{k}": v for k, v in task.evaluate(state).items()})
   steps_done = int(jax.device_get(state.step))
   final = {
-      "test_accuracy": test["test/accuracy"],
-      "test_loss": test["test/loss"],
+      "test_accuracy": test["accuracy"],
+      "test_loss": test["loss"],
       "train_loss": last_train.get("train/loss", float("nan")),
       "train_accuracy": last_train.get("train/accuracy", float("nan")),
       "steps": steps_done,
