@@ -16,7 +16,7 @@ Four measurements, each printed as a table:
             shapes: what jaxdl's layers chose;
   unroll    ``nn.RNN``'s ``unroll``: step time against compile time;
   executor  steps/s of the MNIST-1D GRU step called from Python against
-            ``make_train_chunk``'s on-device loop (DESIGN.md's trap: XLA's CPU
+            ``make_train_chunk``'s on-device loop (known trap 5 in docs/design.md: XLA's CPU
             convolution backward was slow inside ``lax.scan``; this checks
             that a scan nested in a scan is not).
 

@@ -85,7 +85,7 @@ class CartPole(Environment):
 
   Gymnasium's functional params set ``polemass_length = masspole + length``
   (0.6); ``CartPole-v1`` uses ``masspole * length`` (0.1 * 0.5 = 0.05), so the
-  default params here pass 0.05 (see the stack's known traps in DESIGN.md).
+  default params here pass 0.05 (see known trap 1 in docs/design.md).
   """
 
   name = "CartPole-v1"

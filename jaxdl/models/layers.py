@@ -149,7 +149,7 @@ def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
     2-D (28, 28, 1)      102.3     3517.8          84.5          58.3
 
   Inside ``scan`` XLA's native convolution is 6x, 7x and 34x slower than
-  from Python (its backward pass, as DESIGN.md's known trap says), while
+  from Python (its backward pass, as known trap 5 in docs/design.md says), while
   im2col is slightly faster in ``scan`` than from Python; so im2col wins in
   ``scan`` by 7x, 10x and 60x, and ties or wins from Python (an earlier run
   had xla ahead by 7% on the 1-D loop case: noise at this size). 'auto' on

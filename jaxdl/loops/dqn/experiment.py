@@ -168,9 +168,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "env_id": config.env.id,
       "env_backend": config.env.backend,
   }
-  write_json(workdir / "metrics.json", final)
-  plot_returns(fitted.history, workdir / "learning_curve.png", num_seeds=t.num_seeds,
-               env_steps_per_step=setup.num_envs, title=f"DQN on {config.env.id} ({t.num_seeds} seeds)")
+  if jax.process_index() == 0:
+    write_json(workdir / "metrics.json", final)
+    plot_returns(fitted.history, workdir / "learning_curve.png", num_seeds=t.num_seeds,
+                 env_steps_per_step=setup.num_envs, title=f"DQN on {config.env.id} ({t.num_seeds} seeds)")
   console(f"eval_return_mean={final['eval_return_mean']:.1f} +- {final['eval_return_std']:.1f} per seed "
           f"{[round(v, 1) for v in final['eval_return_per_seed']]} ({env_steps} env steps, "
           f"{final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")

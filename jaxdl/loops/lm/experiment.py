@@ -216,8 +216,7 @@ def _write_extras(task: LMTask, variables: Any, workdir: pathlib.Path) -> None:
   prompt = task.val_tokens[:min(seq_len, 64)]
   ids = generate(task.model.apply, variables, prompt, length=END_SAMPLE_LENGTH, seq_len=seq_len,
                  temperature=END_SAMPLE_TEMPERATURE, rng=jax.random.PRNGKey(task.config.train.seed))
-  (workdir / "sample.txt").write_text(
-      text_lib.decode(prompt, vocab) + text_lib.decode(ids, vocab) + "\n", encoding="utf-8")
+  write_atomic(workdir / "sample.txt", text_lib.decode(prompt, vocab) + text_lib.decode(ids, vocab) + "\n")
   if isinstance(task.model, models_lib.TransformerLanguageModel):
     window = task.val_tokens[None, :min(seq_len, 32)]  # short enough to read the characters
     maps = jax.jit(functools.partial(models_lib.attention_maps, task.model))(variables, window)
