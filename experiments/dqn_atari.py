@@ -9,7 +9,7 @@ of the run, one update per 4 env steps (here: 4 envs, one update per
 iteration), learning from 80k steps), but a 100k buffer instead of 1M: the
 buffer stores observation and next observation as uint8 stacks (56 KB per
 transition), so 100k transitions take 5.6 GB of accelerator memory. The test
-suite runs a tiny version on CPU (tests/test_dqn.py).
+suite runs a tiny version on CPU (tests/loops/test_dqn.py).
 
 Result: not measured here (no accelerator on this machine; 10M frames of Pong
 need one).

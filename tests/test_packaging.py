@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,10 +16,16 @@ def test_the_package_list_names_every_package_folder(repo_root):
 
 
 def test_the_wheel_runs_presets_outside_the_checkout(repo_root, tmp_path):
-  dist, site, elsewhere = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
+  source, dist, site, elsewhere = (tmp_path / d for d in ("source", "dist", "site", "elsewhere"))
   elsewhere.mkdir()
+  # Built from a copy of what the sdist holds: a build/ left in the checkout
+  # could carry stale modules into the wheel.
+  for name in ("jaxdl", "experiments"):
+    shutil.copytree(repo_root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(repo_root / name, source / name)
   pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-  subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(repo_root)],
+  subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
                  check=True, capture_output=True, timeout=300)
   (wheel,) = dist.glob("jaxdl-*.whl")
   # --target: the wheel alone, with the dev environment's packages underneath.

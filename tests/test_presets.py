@@ -30,7 +30,7 @@ SHRUNK = {
 }
 # The other loops' presets learn in those loops' own test modules, on their own
 # metrics (bits per character, modes covered, episode return).
-ELSEWHERE = {"lm": "test_lm.py", "gan": "test_gan.py", "dqn": "test_dqn.py"}
+ELSEWHERE = {"lm": "loops/test_lm.py", "gan": "loops/test_gan.py", "dqn": "loops/test_dqn.py"}
 
 
 def test_every_preset_is_covered(repo_root):

@@ -14,8 +14,8 @@ from jaxdl.loops.dqn import buffer, jitted
 from jaxdl.loops.dqn import learner as dqn
 from jaxdl.loops.dqn.config import build
 
-EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
-RANDOM_CARTPOLE = 22.4  # mean return of the uniformly random policy on CartPole-v1 (tests/test_dqn.py measures it)
+EXPERIMENTS = pathlib.Path(__file__).parents[2] / "experiments"
+RANDOM_CARTPOLE = 22.4  # mean return of the uniformly random policy on CartPole-v1 (tests/loops/test_dqn.py measures it)
 
 
 def preset(name, overrides=()):

@@ -21,7 +21,7 @@ from jaxdl.loops.dqn import learner as dqn
 from jaxdl.loops.dqn.host import HostRunner
 from jaxdl.loops.dqn import train_and_evaluate
 
-EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
+EXPERIMENTS = pathlib.Path(__file__).parents[2] / "experiments"
 
 # A small jitted CartPole run: 2 seeds in 2 groups (threads), 12k env steps each,
 # checkpoints every 250 iterations.

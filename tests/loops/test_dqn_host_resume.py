@@ -18,7 +18,7 @@ from jaxdl.envs import gym_host
 from jaxdl.loops.dqn.host import HostRunner, snapshot_directory
 from cli_helpers import killed_after_save
 
-EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
+EXPERIMENTS = pathlib.Path(__file__).parents[2] / "experiments"
 
 # 300 iterations of 8 CartPole envs, one seed; learning from iteration 50,
 # a checkpoint (and env snapshot) every 50 iterations.
