@@ -3,6 +3,7 @@
 import functools
 import json
 
+import chex
 import flax
 import jax
 import jax.numpy as jnp
@@ -39,21 +40,25 @@ def make_state(model_name="cnn", seed=0, **kwargs):
   return train.create_train_state(model, tx, jax.random.PRNGKey(seed), jnp.zeros((2, 8, 8, 1)))
 
 
-def test_jitted_step_equals_eager_step():
-  state = make_state("mlp", hidden=(16,), dropout=0.2, use_batchnorm=True)
-  step = functools.partial(supervised.train_step, num_classes=10)
-  batch = random_batch(1)
-  eager_state, eager_metrics = step(state, batch)  # op by op, as in a debugging session
-  jit_state, jit_metrics = jax.jit(step)(state, batch)
-  for k in eager_metrics:
-    np.testing.assert_allclose(jit_metrics[k], eager_metrics[k], rtol=2e-5, atol=1e-6)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
-                         (eager_state.params, eager_state.batch_stats),
-                         (jit_state.params, jit_state.batch_stats))
-  assert int(jit_state.step) == 1
-  # BatchNorm statistics moved, dropout made train and eval outputs differ.
-  assert not np.allclose(jax.tree_util.tree_leaves(jit_state.batch_stats)[0],
-                         jax.tree_util.tree_leaves(state.batch_stats)[0])
+class JittedStepEqualsEagerStepTest(chex.TestCase):
+  """The step under jit and op by op (as in a debugging session) agrees with plain jax.jit."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_jitted_step_equals_eager_step(self):
+    state = make_state("mlp", hidden=(16,), dropout=0.2, use_batchnorm=True)
+    step = functools.partial(supervised.train_step, num_classes=10)
+    batch = random_batch(1)
+    ref_state, ref_metrics = jax.jit(step)(state, batch)
+    new_state, metrics = self.variant(step)(state, batch)
+    # The tolerance is relative to the second tree: the eager metrics and the
+    # jitted parameters, as when this compared eager and jit by hand.
+    chex.assert_trees_all_close(ref_metrics, metrics, rtol=2e-5, atol=1e-6)
+    chex.assert_trees_all_close((new_state.params, new_state.batch_stats),
+                                (ref_state.params, ref_state.batch_stats), rtol=2e-5, atol=1e-6)
+    assert int(new_state.step) == 1
+    # BatchNorm statistics moved, dropout made train and eval outputs differ.
+    assert not np.allclose(jax.tree_util.tree_leaves(new_state.batch_stats)[0],
+                           jax.tree_util.tree_leaves(state.batch_stats)[0])
 
 
 def test_step_is_a_pure_function_of_state_and_batch():
@@ -63,7 +68,9 @@ def test_step_is_a_pure_function_of_state_and_batch():
   a, ma = step(state, batch)
   b, mb = step(state, batch)
   assert float(ma["loss"]) == float(mb["loss"])
-  assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda x, y: bool(jnp.all(x == y)), a.params, b.params))
+  # Exactly equal, and finite (a NaN would not equal itself).
+  chex.assert_trees_all_equal(a.params, b.params)
+  chex.assert_tree_all_finite(a.params)
 
 
 def test_vmap_over_seeds_equals_separate_runs():
@@ -78,8 +85,8 @@ def test_vmap_over_seeds_equals_separate_runs():
   for i, s in enumerate(states):
     one, metrics = jax.jit(step)(s, batch)
     np.testing.assert_allclose(vmetrics["loss"][i], metrics["loss"], rtol=1e-5)
-    jax.tree_util.tree_map(lambda v, o: np.testing.assert_allclose(v[i], o, rtol=1e-5, atol=1e-7),
-                           vstate.params, one.params)
+    chex.assert_trees_all_close(jax.tree_util.tree_map(lambda v: v[i], vstate.params), one.params,
+                                rtol=1e-5, atol=1e-7)
 
 
 @flax.struct.dataclass
@@ -123,9 +130,13 @@ def test_chunks_do_not_retrace():
     traces.append(1)  # runs only while tracing
     return supervised.train_step(state, batch, num_classes=10)
 
+  chex.clear_trace_counter()
   state = make_state("mlp", hidden=(8,))
   data = {"x": jnp.zeros((64, 8, 8, 1)), "y": jnp.zeros((64,), jnp.int32)}
-  chunk = jax.jit(train.make_train_chunk(step, num_examples=64, batch_size=16), donate_argnums=(0,))
+  # The chunk may trace the step more than once per trace of its own, so the
+  # step's traces are counted by hand; the chunk's own with chex.
+  chunk = jax.jit(chex.assert_max_traces(
+      train.make_train_chunk(step, num_examples=64, batch_size=16), n=1), donate_argnums=(0,))
   state, _ = chunk(state, data, np.int32(3))
   count = len(traces)
   for n in (1, 4, 2, 3):
@@ -170,8 +181,7 @@ def test_one_device_equals_eight_devices(model):
   np.testing.assert_allclose(results[1][0], results[8][0], rtol=1e-4)
   # Reductions split over 8 devices round differently; Adam's normalisation
   # magnifies that for near-zero gradients, hence the absolute tolerance.
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-4),
-                         results[1][1], results[8][1])
+  chex.assert_trees_all_close(results[1][1], results[8][1], rtol=1e-3, atol=2e-4)
   assert results[1][2]["accuracy"] == pytest.approx(results[8][2]["accuracy"], abs=1 / 360 + 1e-9)
 
 

@@ -2,6 +2,7 @@
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -191,24 +192,23 @@ def test_vector_batches_work_without_spatial_options():
   assert x_out.shape == (8, 6) and y_out.shape == (8, 16)
 
 
-def test_jit_traces_once_across_keys_and_matches_eager():
-  traces = []
-  augment = make_augment(**ALL_ON)
+class JitTracesOnceAndMatchesEagerTest(chex.TestCase):
+  """Jitted, augment traces once across keys; jitted and eager agree with plain jax.jit."""
 
-  def counted(key, x, y):
-    traces.append(1)  # runs only while tracing
-    return augment(key, x, y)
-
-  jitted = jax.jit(counted)
-  x = jax.random.uniform(jax.random.PRNGKey(8), (16, 8, 8, 1))
-  y = _one_hot(16)
-  outputs = [jitted(jax.random.PRNGKey(seed), x, y)[0] for seed in range(5)]
-  assert len(traces) == 1
-  assert not np.allclose(outputs[0], outputs[1])  # new key, new augmentation
-  eager = augment(jax.random.PRNGKey(4), x, y)[0]
-  np.testing.assert_allclose(outputs[4], eager, rtol=1e-5, atol=1e-6)
-  # Deterministic in the key.
-  np.testing.assert_array_equal(jitted(jax.random.PRNGKey(4), x, y)[0], outputs[4])
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_jit_traces_once_across_keys_and_matches_eager(self):
+    chex.clear_trace_counter()  # the two variants share one trace counter
+    augment = make_augment(**ALL_ON)
+    jitted = jax.jit(chex.assert_max_traces(augment, n=1))
+    x = jax.random.uniform(jax.random.PRNGKey(8), (16, 8, 8, 1))
+    y = _one_hot(16)
+    outputs = [jitted(jax.random.PRNGKey(seed), x, y)[0] for seed in range(5)]  # one trace
+    assert not np.allclose(outputs[0], outputs[1])  # new key, new augmentation
+    # Op by op in the eager variant; the tolerance is relative to its output.
+    chex.assert_trees_all_close(outputs[4], self.variant(augment)(jax.random.PRNGKey(4), x, y)[0],
+                                rtol=1e-5, atol=1e-6)
+    # Deterministic in the key.
+    chex.assert_trees_all_equal(jitted(jax.random.PRNGKey(4), x, y)[0], outputs[4])
 
 
 @pytest.mark.parametrize("kwargs, needle", [

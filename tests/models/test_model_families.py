@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,9 +147,9 @@ def test_logits_are_float32_of_shape_batch_by_classes(model, shapes):
 
   for shape in shapes:
     logits = train_and_eval_logits(_random_variables(model, shape), _normal(shape))
-    for y in logits:
-      assert y.shape == (2, 10) and y.dtype == jnp.float32
-      assert np.isfinite(y).all()
+    chex.assert_shape(logits, (2, 10))  # each of the train and eval logits
+    chex.assert_type(logits, jnp.float32)
+    chex.assert_tree_all_finite(logits)
 
 
 @pytest.mark.parametrize('model,shapes', [m[1:] for m in SMALL_MODELS],
@@ -163,7 +164,8 @@ def test_bfloat16_computes_in_bfloat16_and_returns_float32(model, shapes):
                                  capture_intermediates=True,
                                  mutable=['intermediates', 'batch_stats']),
         variables, jnp.zeros(shape))
-    assert logits.shape == (2, 10) and logits.dtype == jnp.float32
+    chex.assert_shape(logits, (2, 10))
+    chex.assert_type(logits, jnp.float32)
     # Every layer's output (the model's own cast to float32 aside) is bf16.
     outputs = state['intermediates'].copy()
     del outputs['__call__']

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,8 @@ def test_every_model_gives_float32_logits_on_signals_and_images(name):
                                jax.random.PRNGKey(0), x)
     logits = jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
     want = (4, 40, 10) if tokens else (4, 10)
-    assert logits.shape == want and logits.dtype == jnp.float32, (name, shape)
+    chex.assert_shape(logits, want, custom_message=f'{name} on {shape}')
+    chex.assert_type(logits, jnp.float32, custom_message=f'{name} on {shape}')
 
 
 def test_get_model_builds_the_class_with_options_over_variant_defaults():
