@@ -89,40 +89,6 @@ def test_vmap_over_seeds_equals_separate_runs():
                                 rtol=1e-5, atol=1e-7)
 
 
-@flax.struct.dataclass
-class CountingState:
-  """A stand-in state that records which examples each step saw."""
-  step: jax.Array
-  rng: jax.Array
-  seen: jax.Array
-
-
-def test_each_epoch_visits_every_example_once_and_orders_differ():
-  n, b = 50, 8  # 6 steps per epoch, 2 examples dropped per epoch
-  data = {"x": jnp.arange(n, dtype=jnp.float32)[:, None], "y": jnp.arange(n)}
-
-  def count_step(state, batch):
-    seen = state.seen.at[state.step // 6, batch["y"]].add(1)
-    return state.replace(step=state.step + 1, seen=seen), {"first": batch["x"][0, 0]}
-
-  chunk = jax.jit(train.make_train_chunk(count_step, num_examples=n, batch_size=b))
-  state = CountingState(step=jnp.int32(0), rng=jax.random.PRNGKey(0), seen=jnp.zeros((3, n), jnp.int32))
-  # Chunks of uneven lengths that cross epoch boundaries.
-  for length in (4, 5, 6, 3):
-    state, _ = chunk(state, data, np.int32(length))
-  assert int(state.step) == 18
-  seen = np.asarray(state.seen)
-  for epoch in range(3):
-    assert seen[epoch].max() == 1 and seen[epoch].sum() == 48
-  assert not np.array_equal(seen[0], seen[1])  # a fresh permutation per epoch
-
-  # The order depends only on the step: one chunk of 6 + 6 sees the same as 4+5+3.
-  other = CountingState(step=jnp.int32(0), rng=jax.random.PRNGKey(0), seen=jnp.zeros((3, n), jnp.int32))
-  for length in (6, 6, 6):
-    other, _ = chunk(other, data, np.int32(length))
-  np.testing.assert_array_equal(other.seen, state.seen)
-
-
 def test_chunks_do_not_retrace():
   traces = []
 

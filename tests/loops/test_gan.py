@@ -19,7 +19,7 @@ from jaxdl.loops import gan
 from jaxdl.data import toy2d
 from jaxdl.models import gan as gan_models
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def preset(name, *overrides):
