@@ -4,7 +4,6 @@ import functools
 import json
 
 import chex
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
