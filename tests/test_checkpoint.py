@@ -200,10 +200,52 @@ def test_config_change_that_alters_results_is_refused(tmp_path, capsys):
   assert code == 2 and len(err.strip().splitlines()) == 1
   assert "optim.learning_rate" in err and "train.seed" in err and "train.steps" not in err
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
-  # More steps is harmless: it resumes and continues.
-  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.steps=80"]) == 0
+  # More steps would re-stretch digits_mlp's cosine schedule: refused, nothing touched.
+  code = cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.steps=80"])
+  err = capsys.readouterr().err
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert "train.steps=40" in err and "optim.schedule='cosine'" in err
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+
+
+def test_a_constant_schedule_extends_on_resume(tmp_path, capsys):
+  workdir, constant = tmp_path / "run", ["--set", "optim.schedule=constant"]
+  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, *constant, "--set", "train.steps=40"]) == 0
+  capsys.readouterr()
+  # More steps is harmless here: it resumes and continues.
+  assert cli.main(["run", "digits_mlp", "--workdir", str(workdir), *RUN, *constant, "--set", "train.steps=80"]) == 0
   assert json.loads((workdir / "metrics.json").read_text())["steps"] == 80
   assert "resuming from step 40" in capsys.readouterr().out
+
+
+def test_a_finished_run_is_not_run_again(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  argv = ["run", "digits_mlp", "--workdir", str(workdir), *RUN, "--set", "train.steps=40"]
+  assert cli.main(argv) == 0
+  files = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and p.name != ".lock"}
+  capsys.readouterr()
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "already finished at step 40" in out and "test_accuracy=" in out
+  assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and p.name != ".lock"} == files
+
+
+def test_a_second_process_on_a_live_workdir_is_refused(tmp_path):
+  import fcntl
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  with open(workdir / ".lock", "w") as held:  # a live run holds the lock
+    fcntl.flock(held, fcntl.LOCK_EX)
+    held.write("pid 4242 on somehost\n")
+    held.flush()
+    done = subprocess.run(jaxdl_cmd(workdir), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 2, done.stderr
+  lines = done.stderr.strip().splitlines()
+  assert len(lines) == 1 and "in use by a live run (pid 4242 on somehost)" in lines[0]
+  assert sorted(p.name for p in workdir.iterdir()) == [".lock"]
+  # Once that process is gone (its flock released with it), the same command runs.
+  done = subprocess.run(jaxdl_cmd(workdir, "--set", "train.steps=40"), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_resume_false_refuses_a_non_empty_workdir(tmp_path, capsys):

@@ -125,6 +125,12 @@ def validate_schedule(config: ml_collections.ConfigDict,
     raise JaxdlError(f"optim.learning_rate={config.optim.learning_rate} must be > 0")
 
 
+# The final metrics every loop writes; a workdir that has them holds a finished run.
+METRICS_FILE = "metrics.json"
+# What "already finished" shows of a loop's metrics.json, the first that it has.
+_HEADLINE_KEYS = ("test_accuracy", "val_bpc", "eval_return_mean", "high_quality_fraction", "frechet_distance")
+
+
 @dataclasses.dataclass
 class Fitted:
   """What :func:`fit` hands back to a loop's ``train_and_evaluate``.
@@ -137,6 +143,9 @@ class Fitted:
     checkpoint_saves, checkpoint_seconds: checkpoints written, and the time
       training waited on them.
     seed: ``train.seed``.
+    finished: the saved ``metrics.json`` when the workdir held a run that had
+      already finished (nothing was trained or written), else None; the loop
+      then returns it as it is.
   """
 
   state: Any
@@ -146,6 +155,7 @@ class Fitted:
   checkpoint_saves: int
   checkpoint_seconds: float
   seed: int
+  finished: dict | None = None
 
   def last(self, key: str) -> dict:
     """The newest ``metrics.jsonl`` record that has ``key`` ({} if none)."""
@@ -187,10 +197,18 @@ def fit(task: Task, workdir: str | pathlib.Path) -> Fitted:
   Returns:
     A :class:`Fitted`.
   """
+  config, c = task.config, task.config.checkpoint
+  workdir = pathlib.Path(workdir)
+  workdir_lib.check(workdir, to_dict(config), resume=c.resume)  # one-line refusals before the lock
+  with workdir_lib.lock(workdir):
+    # Checked again under the lock: another run may have written the workdir meanwhile.
+    resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
+    return _fit_locked(task, workdir, resuming)
+
+
+def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
   config = task.config
   t, c = config.train, config.checkpoint
-  workdir = pathlib.Path(workdir)
-  resuming = workdir_lib.check(workdir, to_dict(config), resume=c.resume)
   task.on_start(workdir, resuming)
   ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=c.max_to_keep, async_save=c.async_save,
                       best_metric=c.keep_best, best_mode=c.best_mode, log=console)
@@ -201,6 +219,9 @@ def fit(task: Task, workdir: str | pathlib.Path) -> Fitted:
       host_state, start = restored
       state = task.place_restored(host_state, ckpt.directory)
       console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
+  if resuming and start == task.total_steps and (workdir / METRICS_FILE).is_file():
+    ckpt.close()
+    return _already_finished(state, start, workdir, t.seed)
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     write_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
@@ -231,3 +252,13 @@ def fit(task: Task, workdir: str | pathlib.Path) -> Fitted:
   ckpt.close()
   return Fitted(state=state, summary=summary, history=writer.history, start=start,
                 checkpoint_saves=ckpt.saves, checkpoint_seconds=ckpt.blocking_seconds, seed=t.seed)
+
+
+def _already_finished(state: Any, step: int, workdir: pathlib.Path, seed: int) -> Fitted:
+  """A rerun of a finished run: says so and leaves every file as it was."""
+  metrics = json.loads((workdir / METRICS_FILE).read_text())
+  shown = next((f"{k}={metrics[k]:.4g}" for k in _HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))), "")
+  console(f"jaxdl: the run in {workdir} already finished at step {step}{f' ({shown})' if shown else ''}; "
+          f"nothing to do (its outputs are unchanged)")
+  return Fitted(state=state, summary={}, history=[], start=step, checkpoint_saves=0, checkpoint_seconds=0.0,
+                seed=seed, finished=metrics)

@@ -3,11 +3,18 @@
 A workdir holds one run. Running the same command again resumes it from its
 latest intact checkpoint. Changing anything that alters the result (model,
 data, seed, optimizer, augmentation) is refused rather than silently mixing
-two runs; changing only how long it trains or how often it logs is allowed.
+two runs; changing only how long it trains or how often it logs is allowed,
+and a longer run only where the learning-rate schedule does not span
+``train.steps``. While a run trains, :func:`lock` keeps a second process out.
 """
 
+import contextlib
+import fcntl
 import json
+import os
 import pathlib
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 from jaxdl.configs import flatten
@@ -17,6 +24,9 @@ from jaxdl.utils.errors import JaxdlError
 # never what a step computes. (train.num_devices changes float rounding only.)
 HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batch_size",
             "train.num_devices", "train.distributed", "train.nan_policy", "checkpoint.")
+# The lock file of a live run; it is not part of the run (an empty workdir
+# holding only a stale lock is still empty).
+LOCK_FILE = ".lock"
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -49,7 +59,7 @@ def check(workdir: str | pathlib.Path, config: dict[str, Any], *, resume: bool) 
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise JaxdlError(f"workdir {workdir} is a file, not a directory")
-  if not workdir.is_dir() or not any(workdir.iterdir()):
+  if not workdir.is_dir() or not any(p.name != LOCK_FILE for p in workdir.iterdir()):
     return False
   if not resume:
     raise JaxdlError(f"workdir {workdir} is not empty and checkpoint.resume=false: "
@@ -68,4 +78,54 @@ def check(workdir: str | pathlib.Path, config: dict[str, Any], *, resume: bool) 
                       for k in diffs[:6]) + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
     raise JaxdlError(f"workdir {workdir} holds a run with a different config: {shown}; "
                      f"resume with the same config or choose another --workdir")
+  _check_extension(workdir, flatten(saved), flatten(config))
   return True
+
+
+def _check_extension(workdir: pathlib.Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+  """A different ``train.steps`` is refused when the schedule spans it.
+
+  A cosine (or warmup-cosine, step, linear) schedule is laid out over
+  ``train.steps``: resuming with another total would re-stretch it mid-run,
+  and the result would be neither the short run nor the long one.
+  """
+  schedule = current.get("optim.schedule", "constant")
+  before, after = saved.get("train.steps"), current.get("train.steps")
+  if before is not None and after is not None and before != after and schedule != "constant":
+    raise JaxdlError(
+        f"workdir {workdir} holds a run of train.steps={before}; train.steps={after} would re-stretch "
+        f"its optim.schedule='{schedule}', which spans train.steps: resume with train.steps={before}, "
+        f"or start the longer run in another --workdir (a 'constant' schedule can be extended)")
+
+
+@contextlib.contextmanager
+def lock(workdir: str | pathlib.Path) -> Iterator[None]:
+  """Holds ``workdir/.lock`` while a run uses the workdir: a second process is refused.
+
+  The lock is an ``flock`` on the file, so the kernel releases it when the
+  process ends, however it ends: a crashed run never leaves it stuck. Only
+  process 0 takes it.
+
+  Raises:
+    JaxdlError: another live process holds it (named by its pid and host).
+  """
+  from jax import process_index  # noqa: PLC0415 -- this module is imported by the CLI before JAX is needed
+
+  if process_index() != 0:
+    yield
+    return
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+      raise JaxdlError(f"workdir {workdir} is in use by a live run ({holder}); wait for it to end "
+                       f"or choose another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # releases the flock

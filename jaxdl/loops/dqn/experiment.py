@@ -133,6 +133,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     fitted = fit(task, workdir)
   finally:
     runner.close()
+  if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
+    return fitted.state, fitted.finished
   state, summary, start = fitted.state, fitted.summary, fitted.start
   if task.last_returns is None:  # nothing left to train after a resume: evaluate now
     task.evaluate(state)

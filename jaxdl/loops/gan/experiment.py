@@ -204,6 +204,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   task = GANTask(config)  # every bad input fails here, before anything is written
   workdir = pathlib.Path(workdir)
   fitted = fit(task, workdir)
+  if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
+    return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)
   last_train = fitted.last("train/d_loss")
   final = {

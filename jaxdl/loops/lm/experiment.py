@@ -173,6 +173,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   corpus = task.corpus
   workdir = pathlib.Path(workdir)
   fitted = fit(task, workdir)
+  if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
+    return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)
   last_train = fitted.last("train/loss")
   baselines = task.baselines()

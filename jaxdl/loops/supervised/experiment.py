@@ -158,6 +158,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   ds = task.dataset
   workdir = pathlib.Path(workdir)
   fitted = fit(task, workdir)
+  if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
+    return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)
   last_train = fitted.last("train/loss")
   steps_done = int(jax.device_get(state.step))
