@@ -20,7 +20,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from jaxdl.utils.errors import JaxdlError
+from jaxdl.utils.errors import JaxdlError, Preempted
 
 from jaxdl.loops import LOOPS, get_loop
 
@@ -178,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   debug = getattr(args, "debug", False)
   try:
     return args.func(args)
+  except Preempted as e:  # not an error: the run saved and can be resumed
+    print(f"jaxdl: {e}", file=sys.stderr)
+    return e.exit_code
   except JaxdlError as e:
     if debug:
       raise

@@ -322,3 +322,23 @@ def test_a_key_only_the_saved_config_has_does_not_block_resume():
   # A key the current loop reads is compared, whether the saved run had it or not.
   assert config_differences(saved, {**current, "data": {"seq_len": 64}}) == ["data.seq_len"]
   assert config_differences(saved, {**current, "train": {"seed": 1, "steps": 10}}) == ["train.seed"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_saves_first_and_the_same_command_resumes_exactly(tmp_path, reference, sig):
+  workdir = tmp_path / "run"
+  proc = subprocess.Popen(jaxdl_cmd(workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  _wait_for(workdir / "checkpoints" / "40", proc)
+  proc.send_signal(sig)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 128 + sig, err[-2000:]
+  lines = [line for line in err.strip().splitlines() if line.startswith("jaxdl:")]
+  assert len(lines) == 1 and f"stopped by {signal.Signals(sig).name} at step" in lines[0], err[-2000:]
+  assert "Traceback" not in err
+  at = int(lines[0].split("at step ")[1].split()[0])
+  assert 40 <= at < 200 and (workdir / "checkpoints" / str(at)).is_dir()  # saved where it stopped
+  assert not (workdir / "metrics.json").exists()
+  done = subprocess.run(jaxdl_cmd(workdir), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert f"jaxdl: resuming from step {at}" in done.stdout
+  same_result(workdir, reference)

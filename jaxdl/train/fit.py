@@ -10,9 +10,12 @@ checkpoint. :meth:`Fitted.record` is the part of ``metrics.json`` every loop
 writes the same way.
 """
 
+import contextlib
 import dataclasses
 import json
 import pathlib
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -26,7 +29,7 @@ from jaxdl.train import parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.loop import Diverged, run
 from jaxdl.train.writers import MetricWriter, console, write_atomic
-from jaxdl.utils.errors import JaxdlError
+from jaxdl.utils.errors import JaxdlError, Preempted
 
 
 class Task(Protocol):
@@ -123,6 +126,43 @@ def validate_schedule(config: ml_collections.ConfigDict,
     raise JaxdlError(f"checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0: only at the end)")
   if config.optim.learning_rate <= 0:
     raise JaxdlError(f"optim.learning_rate={config.optim.learning_rate} must be > 0")
+
+
+class _StopRequest:
+  signum = None
+
+  def requested(self) -> bool:
+    return self.signum is not None
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """SIGTERM and SIGINT ask the host loop to stop after the current chunk.
+
+  A second signal gets the handler that was there before (Ctrl-C twice stops
+  at once). Only the main thread can take signals; elsewhere nothing changes.
+  """
+  stop = _StopRequest()
+  if threading.current_thread() is not threading.main_thread():
+    yield stop
+    return
+  previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+  def handler(signum, frame):
+    del frame
+    stop.signum = signum
+    for s, h in previous.items():
+      signal.signal(s, h)
+    console(f"jaxdl: {signal.Signals(signum).name}: stopping after this chunk to save a checkpoint "
+            f"(send it again to stop at once)")
+
+  for s in previous:
+    signal.signal(s, handler)
+  try:
+    yield stop
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
 
 
 # The final metrics every loop writes; a workdir that has them holds a finished run.
@@ -228,18 +268,31 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
   console(task.headline(state))
   total_steps, every = task.total_steps, c.every_steps
 
+  saved = []
+
   def save_checkpoint(step, state, metrics):
     if (every > 0 and step % every == 0) or step == total_steps:
       if jax.process_index() == 0:
         task.on_checkpoint(step, state, ckpt.directory)
       ckpt.save(step, state, metrics=metrics)
+      saved.append(step)
 
   writer = MetricWriter(workdir, resume_step=start)
   try:
-    state, summary = run(
-        state, total_steps=total_steps, chunk_fn=task.run_chunk, eval_fn=task.evaluate,
-        writer=writer, log_every=t.log_every, eval_every=task.eval_every, max_chunk=task.max_chunk,
-        checkpoint_every=every, hooks=[save_checkpoint], desc=task.desc)
+    with _stop_on_signals() as stop:
+      state, summary = run(
+          state, total_steps=total_steps, chunk_fn=task.run_chunk, eval_fn=task.evaluate,
+          writer=writer, log_every=t.log_every, eval_every=task.eval_every, max_chunk=task.max_chunk,
+          checkpoint_every=every, hooks=[save_checkpoint], desc=task.desc, stop_requested=stop.requested)
+    if "stopped_at" in summary:
+      at = summary["stopped_at"]
+      if at not in saved:
+        if jax.process_index() == 0:
+          task.on_checkpoint(at, state, ckpt.directory)
+        ckpt.save(at, state)
+      ckpt.close()  # on disk before the process goes
+      raise Preempted(stop.signum, f"stopped by {signal.Signals(stop.signum).name} at step {at} of "
+                      f"{total_steps}; checkpoint {at} is saved; the same command resumes from it")
   except Diverged as e:
     ckpt.close()  # the saves already started are good: let them land
     kept = ckpt.steps()

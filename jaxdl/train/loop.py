@@ -58,6 +58,7 @@ def run(
     checkpoint_every: int = 0,
     hooks: Sequence[Hook] = (),
     desc: str = "train",
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> tuple[Any, dict]:
   """Trains from ``state.step`` to ``total_steps``.
 
@@ -74,6 +75,8 @@ def run(
       resumed run splits the rest of training exactly as the original did.
     hooks: called as ``hook(step, state, metrics)`` after every chunk.
     desc: the progress bar's label.
+    stop_requested: asked after every chunk; True ends training there (a
+      preemption signal arrived), and the summary's ``stopped_at`` says where.
 
   Returns:
     The final state and a summary: the last train and test metrics,
@@ -97,6 +100,11 @@ def run(
         bad_step, bad_leaf = metrics.pop("nonfinite_step", None), metrics.pop("nonfinite_leaf", None)
         if bad_step is not None and int(bad_step) >= 0:  # one host sync per chunk, not per step
           raise Diverged(int(bad_step), int(bad_leaf))
+        if step < stop and stop_requested():  # mid-interval: no log record here
+          summary["stopped_at"] = step
+          break
+      if "stopped_at" in summary:
+        break
       metrics = jax.device_get(metrics)
       metrics = {f"train/{k}": float(v) for k, v in metrics.items()}
       if t_first is None:
@@ -111,6 +119,9 @@ def run(
       summary.update(metrics)
       for hook in hooks:
         hook(stop, state, metrics)
+      if stop < total_steps and stop_requested():
+        summary["stopped_at"] = stop
+        break
   finally:
     bar.close()
   wall = time.perf_counter() - t_start

@@ -9,3 +9,15 @@ class JaxdlError(Exception):
   """
 
   exit_code = 2
+
+
+class Preempted(JaxdlError):
+  """SIGTERM or SIGINT arrived: training stopped after its chunk and saved a checkpoint there.
+
+  The exit code is the shell's for that signal (143 for SIGTERM, 130 for
+  SIGINT), so a cluster sees a preempted job, not a finished one.
+  """
+
+  def __init__(self, signum: int, message: str):
+    super().__init__(message)
+    self.signum, self.exit_code = signum, 128 + signum
