@@ -19,7 +19,7 @@ from jaxdl.configs import apply_overrides, load_preset
 from jaxdl.data import DATASETS, Dataset, load_dataset, make_augment
 from jaxdl.loops.supervised import default_config as base_config
 from jaxdl.loops.supervised import eval_step, train_and_evaluate, train_step
-from jaxdl.models import MODELS, get_model
+from jaxdl.models import MODELS, get_model, register_model
 from jaxdl.optim import make_optimizer, make_schedule
 from jaxdl.train import TrainState, plot_learning_curves
 from jaxdl.train.chunk import make_train_chunk
@@ -30,10 +30,23 @@ from jaxdl.utils import JaxdlError, param_count, tree_sha256
 
 __version__ = "0.1.0"
 
+# Submodules that load on first use: ``import jaxdl; jaxdl.rl.make_train`` works
+# without paying for every loop at import time.
+_LAZY_SUBMODULES = ("checkpoint", "cli", "configs", "data", "envs", "gan", "lm", "models", "optim", "rl",
+                    "supervised", "utils")
+
+
+def __getattr__(name):
+  if name in _LAZY_SUBMODULES:
+    import importlib
+
+    return importlib.import_module(f"jaxdl.{name}")
+  raise AttributeError(f"module 'jaxdl' has no attribute {name!r}")
+
 __all__ = [
     "DATASETS", "Dataset", "JaxdlError", "MODELS", "Task", "TrainState", "apply_overrides",
     "base_config", "create_train_state", "eval_step", "fit", "get_model", "load_dataset", "loops",
     "load_preset", "make_augment", "make_evaluate", "make_optimizer", "make_schedule",
-    "make_train_chunk", "param_count", "plot_learning_curves", "train_and_evaluate",
+    "make_train_chunk", "param_count", "plot_learning_curves", "register_model", "train_and_evaluate",
     "train_step", "tree_sha256",
 ]

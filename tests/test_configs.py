@@ -106,3 +106,16 @@ def test_presets_build_on_family_bases_beside_them(tmp_path):
   assert configs.load_preset(tmp_path / "a" / "mine.py")[0].train.steps == 11
   assert configs.load_preset(tmp_path / "b" / "mine.py")[0].train.steps == 22
   assert "_base" not in sys.modules and str(tmp_path / "a") not in sys.path
+
+
+@pytest.mark.parametrize("preset, items, words", [
+    ("digits_cnn", ["model.dropout=1.0"], ["model.dropout=1.0", "[0, 1)"]),
+    ("mnist1d_lstm", ["model.dropout=-0.1"], ["model.dropout=-0.1"]),
+    ("dqn_cartpole", ["train.env_steps=5000", "train.learning_starts=5000"],
+     ["train.env_steps=5000", "train.learning_starts=5000"]),
+])
+def test_values_that_make_no_sense_are_bad_input(capsys, tmp_path, preset, items, words):
+  code, _, err = run_cli(capsys, "run", preset, "--workdir", str(tmp_path / "w"),
+                         *[a for item in items for a in ("--set", item)])
+  assert_one_line_error(code, err, *words)
+  assert not (tmp_path / "w").exists()

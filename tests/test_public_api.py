@@ -42,3 +42,12 @@ def test_each_loop_declares_its_schema_and_entry_point():
     assert config.loop == name
     loop.validate(config)  # a loop's own defaults are a valid config
     assert callable(loop.train_and_evaluate)
+
+
+def test_loops_load_as_attributes_on_first_use():
+  import subprocess
+  import sys
+  code = ("import sys, jaxdl; assert 'jaxdl.rl' not in sys.modules; "
+          "print(jaxdl.rl.make_train.__module__, jaxdl.gan.gan_step.__module__, jaxdl.lm.generate.__module__)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+  assert out == ["jaxdl.loops.dqn.jitted", "jaxdl.loops.gan.step", "jaxdl.loops.lm.sampling"]

@@ -30,14 +30,19 @@ def register_model(name: str, constructor: Callable[..., nn.Module],
   Args:
     name: registry name (lower case by convention).
     constructor: a Linen module class, or a ``functools.partial`` of one
-      (a named variant); called as ``constructor(num_classes, **options)``.
+      (a named variant) with a ``num_classes`` field; called as
+      ``constructor(num_classes=num_classes, **options)``.
     description: one line for listings.
 
+  Registering the same constructor under its name again (a notebook cell run
+  twice) only updates the description.
+
   Raises:
-    JaxdlError: ``name`` is taken.
+    JaxdlError: ``name`` is taken by another constructor.
   """
-  if name in _CONSTRUCTORS:
-    raise JaxdlError(f'model {name!r} is already registered')
+  if name in _CONSTRUCTORS and _CONSTRUCTORS[name] != constructor:
+    raise JaxdlError(f'model {name!r} is already registered to another constructor '
+                     f'({_CONSTRUCTORS[name]!r}); choose another name')
   _CONSTRUCTORS[name] = constructor
   MODELS[name] = description
 
@@ -72,7 +77,11 @@ def get_model(name: str, num_classes: int, /, **options: Any) -> nn.Module:
     if key not in allowed:
       raise JaxdlError(
           f"model {name!r} has no option {key!r} (options: {', '.join(allowed)})")
-  return constructor(num_classes, **options)
+  dropout = options.get("dropout")
+  if isinstance(dropout, (int, float)) and not 0 <= dropout < 1:
+    raise JaxdlError(f"model.dropout={dropout} must be in [0, 1) (the share of units dropped)")
+  # By keyword: a module whose first field is not num_classes is still built right.
+  return constructor(num_classes=num_classes, **options)
 
 
 def _lookup(name: str) -> Callable[..., nn.Module]:

@@ -94,5 +94,28 @@ def test_register_model_adds_a_family_and_refuses_duplicates(monkeypatch):
   register_model('linear', Linear, 'a linear classifier')
   assert registry.MODELS['linear'] == 'a linear classifier'
   assert get_model('linear', 4, use_bias=False) == Linear(4, use_bias=False)
-  with pytest.raises(JaxdlError, match="model 'linear' is already registered"):
-    register_model('linear', Linear, 'again')
+  register_model('linear', Linear, 'again')  # the same constructor again: a rerun notebook cell
+  assert registry.MODELS['linear'] == 'again'
+
+  class Other(Linear):
+    pass
+
+  with pytest.raises(JaxdlError, match="model 'linear' is already registered to another constructor"):
+    register_model('linear', Other, 'taken')
+
+
+def test_num_classes_is_passed_by_keyword(monkeypatch):
+  monkeypatch.setattr(registry, '_CONSTRUCTORS', dict(registry._CONSTRUCTORS))
+  monkeypatch.setattr(registry, 'MODELS', dict(registry.MODELS))
+
+  class HiddenFirst(nn.Module):
+    hidden: int = 3
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, x, *, train):
+      return nn.Dense(self.num_classes)(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
+
+  register_model('hidden_first', HiddenFirst, 'num_classes is not the first field')
+  model = get_model('hidden_first', 10, hidden=5)
+  assert model.num_classes == 10 and model.hidden == 5

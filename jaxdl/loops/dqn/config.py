@@ -138,6 +138,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise JaxdlError(f"train.loss='{t.loss}' must be 'huber' or 'mse'")
   if t.learning_starts < 0:
     raise JaxdlError(f"train.learning_starts={t.learning_starts} must be >= 0")
+  if t.env_steps <= t.learning_starts:
+    raise JaxdlError(f"train.env_steps={t.env_steps} must exceed train.learning_starts={t.learning_starts}: "
+                     f"otherwise no update would run")
   if c.model.name not in QNETS:
     raise JaxdlError(f"model.name='{c.model.name}' must be one of {', '.join(QNETS)}")
   if c.optim.name not in optim_lib.OPTIMIZERS:
