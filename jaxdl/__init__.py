@@ -18,7 +18,7 @@ from jaxdl import loops
 from jaxdl.configs import apply_overrides, load_preset
 from jaxdl.data import DATASETS, Dataset, load_dataset, make_augment
 from jaxdl.loops.supervised import default_config as base_config
-from jaxdl.loops.supervised import eval_step, train_and_evaluate, train_step
+from jaxdl.loops.supervised import Run, eval_step, load_run, train_and_evaluate, train_step
 from jaxdl.models import MODELS, get_model, register_model
 from jaxdl.optim import make_optimizer, make_schedule
 from jaxdl.train import TrainState, plot_learning_curves
@@ -44,8 +44,8 @@ def __getattr__(name):
   raise AttributeError(f"module 'jaxdl' has no attribute {name!r}")
 
 __all__ = [
-    "DATASETS", "Dataset", "JaxdlError", "MODELS", "Task", "TrainState", "apply_overrides",
-    "base_config", "create_train_state", "eval_step", "fit", "get_model", "load_dataset", "loops",
+    "DATASETS", "Dataset", "JaxdlError", "MODELS", "Run", "Task", "TrainState", "apply_overrides",
+    "base_config", "create_train_state", "eval_step", "fit", "get_model", "load_dataset", "load_run", "loops",
     "load_preset", "make_augment", "make_evaluate", "make_optimizer", "make_schedule",
     "make_train_chunk", "param_count", "plot_learning_curves", "register_model", "train_and_evaluate",
     "train_step", "tree_sha256",

@@ -303,7 +303,8 @@ def _first_line(e: BaseException) -> str:
 
 
 def restore_params(directory: str | os.PathLike, target_params: Any, *, include: Iterable[str] = ("*",),
-                   exclude: Iterable[str] = (), step: int | None = None) -> tuple[Any, list[str]]:
+                   exclude: Iterable[str] = (), step: int | None = None,
+                   collection: str = "params") -> tuple[Any, list[str]]:
   """Loads chosen parameters from a checkpoint into ``target_params``.
 
   For transfer learning: restore a pretrained body into a model with a new
@@ -317,19 +318,23 @@ def restore_params(directory: str | os.PathLike, target_params: Any, *, include:
     target_params: the new model's params (their structure and shapes).
     include, exclude: glob patterns selecting the paths to restore.
     step: which checkpoint; default the newest intact one.
+    collection: the variables collection to restore (``batch_stats`` for
+      BatchNorm statistics).
 
   Returns:
-    The merged params and the list of restored paths.
+    (the merged params, the list of restored paths).
   """
   ckpt = Checkpointer(directory, log=lambda _: None)
   steps = ckpt.steps() if step is None else [step]
   if not steps:
-    raise JaxdlError(f"no checkpoints in {directory}")
+    inside = pathlib.Path(directory) / "checkpoints"
+    hint = f" (for a run's workdir, pass {inside})" if inside.is_dir() else ""
+    raise JaxdlError(f"no checkpoints in {directory}{hint}")
   flat_target = to_host(target_params)  # keys relative to params: Conv_0.kernel
   chosen = sorted(k for k in flat_target
                   if any(fnmatch.fnmatchcase(k, p) for p in include)
                   and not any(fnmatch.fnmatchcase(k, p) for p in exclude))
-  prefix = "params" + SEP
+  prefix = collection + SEP
   last_error = None
   for s in reversed(steps):
     try:

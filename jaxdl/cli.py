@@ -22,49 +22,8 @@ from collections.abc import Sequence
 
 from jaxdl.utils.errors import JaxdlError, Preempted
 
+from jaxdl.configs import find_presets, preset_dirs, resolve_preset  # noqa: F401 -- the CLI's lookup
 from jaxdl.loops import LOOPS, get_loop
-
-
-def preset_dirs() -> list[pathlib.Path]:
-  """Where presets are looked up, in order."""
-  dirs = []
-  if os.environ.get("JAXDL_PRESETS"):
-    dirs.append(pathlib.Path(os.environ["JAXDL_PRESETS"]))
-  package = pathlib.Path(__file__).resolve().parent
-  dirs.append(package / "experiments")  # installed from the wheel
-  dirs.append(package.parent / "experiments")  # a source checkout (editable install)
-  dirs.append(pathlib.Path.cwd() / "experiments")
-  seen, unique = set(), []
-  for d in dirs:
-    if d.is_dir() and d.resolve() not in seen:
-      seen.add(d.resolve())
-      unique.append(d)
-  return unique
-
-
-def find_presets() -> dict[str, pathlib.Path]:
-  """Preset name -> file, the first directory winning on a clash."""
-  presets: dict[str, pathlib.Path] = {}
-  for d in preset_dirs():
-    for path in sorted(d.glob("*.py")):
-      if not path.name.startswith("_"):
-        presets.setdefault(path.stem, path)
-  return presets
-
-
-def resolve_preset(name: str) -> pathlib.Path:
-  if name.endswith(".py"):
-    path = pathlib.Path(name)
-    if not path.is_file():
-      raise JaxdlError(f"preset file not found: {name}")
-    return path
-  presets = find_presets()
-  if name not in presets:
-    import difflib
-    close = difflib.get_close_matches(name, presets, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise JaxdlError(f"unknown preset '{name}'{hint} (run 'jaxdl list' to see them)")
-  return presets[name]
 
 
 def _summary(doc: str) -> str:

@@ -10,6 +10,7 @@ error (:func:`check_keys`), on the command line and in a preset alike.
 import ast
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Iterable
@@ -186,17 +187,65 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
 # ------------------------------------------------------------------ presets --
 
 
+# ------------------------------------------------------------ preset lookup --
+
+
+def preset_dirs() -> list[pathlib.Path]:
+  """Where presets are looked up, in order."""
+  dirs = []
+  if os.environ.get("JAXDL_PRESETS"):
+    dirs.append(pathlib.Path(os.environ["JAXDL_PRESETS"]))
+  package = pathlib.Path(__file__).resolve().parent  # jaxdl/
+  dirs.append(package / "experiments")  # installed from the wheel
+  dirs.append(package.parent / "experiments")  # a source checkout (editable install)
+  dirs.append(pathlib.Path.cwd() / "experiments")
+  seen, unique = set(), []
+  for d in dirs:
+    if d.is_dir() and d.resolve() not in seen:
+      seen.add(d.resolve())
+      unique.append(d)
+  return unique
+
+
+def find_presets() -> dict[str, pathlib.Path]:
+  """Preset name -> file, the first directory winning on a clash."""
+  presets: dict[str, pathlib.Path] = {}
+  for d in preset_dirs():
+    for path in sorted(d.glob("*.py")):
+      if not path.name.startswith("_"):
+        presets.setdefault(path.stem, path)
+  return presets
+
+
+def resolve_preset(name: str | os.PathLike) -> pathlib.Path:
+  """The file of preset ``name`` (see :func:`find_presets`), or ``name`` itself if it is a ``.py`` path."""
+  name = os.fspath(name)
+  if name.endswith(".py"):
+    path = pathlib.Path(name)
+    if not path.is_file():
+      raise JaxdlError(f"preset file not found: {name}")
+    return path
+  presets = find_presets()
+  if name not in presets:
+    import difflib
+    close = difflib.get_close_matches(name, presets, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise JaxdlError(f"unknown preset '{name}'{hint} (run 'jaxdl list' to see them)")
+  return presets[name]
+
+
 def load_preset(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, str]:
-  """Loads a preset file and returns (its config, its docstring).
+  """Loads a preset by name (``"digits_mlp"``) or file and returns (its config, its docstring).
+
+  Names are looked up in ``$JAXDL_PRESETS``, the package's presets and
+  ``./experiments`` (:func:`find_presets`), as ``jaxdl run`` does.
 
   While the file runs, its folder comes first on ``sys.path``, so a preset
   can build on a private family base beside it (``from _charlm import
   charlm_config``). Modules imported from that folder are forgotten
   afterwards: two preset folders may each have a ``_charlm.py``.
   """
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise JaxdlError(f"preset file not found: {path}")
+  path = resolve_preset(path)
   folder = str(path.resolve().parent)
   name = f"_jaxdl_preset_{path.stem}"
   spec = importlib.util.spec_from_file_location(name, path)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxdl.data.dataset import Dataset, build
+from jaxdl.data.dataset import Dataset, arrays_sha256 as _arrays_sha256, build
 from jaxdl.utils.io import write_atomic
 
 _log = logging.getLogger(__name__)
@@ -34,15 +34,6 @@ _DIGITS_MAX = 16  # the 8x8 images count pixels on in 4x4 blocks: values 0..16
 # Bumped when the on-disk layout of the MNIST-1D cache changes.
 _CACHE_FORMAT = 1
 _SPLITS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-  digest = hashlib.sha256()
-  for key in sorted(arrays):
-    array = np.ascontiguousarray(arrays[key])
-    digest.update(f"{key}:{array.dtype.str}:{array.shape};".encode())
-    digest.update(array.tobytes())
-  return digest.hexdigest()
 
 
 # --------------------------------------------------------------------- digits --

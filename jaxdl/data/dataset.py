@@ -8,6 +8,7 @@ batching belong to the training loop.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -69,6 +70,12 @@ class Dataset:
                        f"got {self.num_classes!r}")
 
   @property
+  def sha256(self) -> str:
+    """A digest of the four arrays and the class count: what a run trained and was tested on."""
+    return arrays_sha256({**{k: getattr(self, k) for k in _SPLITS},
+                          "num_classes": np.asarray(self.num_classes, np.int64)})
+
+  @property
   def input_shape(self) -> tuple[int, ...]:
     """Shape of one example, e.g. ``(8, 8, 1)``."""
     return tuple(self.x_train.shape[1:])
@@ -120,6 +127,16 @@ class Dataset:
     return build(name, arrays, {key: f"array '{key}'" for key in _SPLITS},
                  source=f"dataset {name!r}",
                  num_classes=num_classes, info=info or {})
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+  """SHA-256 over named arrays: their names, dtypes, shapes and bytes."""
+  digest = hashlib.sha256()
+  for key in sorted(arrays):
+    array = np.ascontiguousarray(arrays[key])
+    digest.update(f"{key}:{array.dtype.str}:{array.shape};".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
 
 
 def _fail(where: str, problem: str) -> NoReturn:

@@ -6,25 +6,27 @@ fails before anything is written) and is what ``jaxdl.train.fit`` drives;
 """
 
 import functools
+import json
 import pathlib
 import time
 
 import jax
 import ml_collections
 import numpy as np
+import optax
 
 from jaxdl import data as data_lib
 from jaxdl import models as models_lib
 from jaxdl import optim as optim_lib
 from jaxdl.loops.supervised.config import validate
-from jaxdl.loops.supervised.step import eval_step, train_step
+from jaxdl.loops.supervised.step import LossFn, eval_step, train_step
 from jaxdl.train import parallel
 from jaxdl.train.chunk import make_train_chunk
 from jaxdl.train.evaluate import make_evaluate
 from jaxdl.train.fit import TaskBase, fit
 from jaxdl.train.plots import plot_attention_maps, plot_gradient_norms, plot_learning_curves
 from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.train.writers import console, write_json
+from jaxdl.train.writers import console, write_atomic, write_json
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -61,15 +63,24 @@ class SupervisedTask(TaskBase):
     :class:`jaxdl.train.fit.Task` fields.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, *, data: data_lib.Dataset | None = None,
+               loss_fn: LossFn | None = None, tx: optax.GradientTransformation | None = None):
     validate(config)
-    self.config = config
     t = config.train
-    self.dataset = ds = data_lib.load_dataset(
-        config.data.name, config.data.path or None, num_classes=config.data.num_classes)
+    if data is None:
+      self.dataset = ds = data_lib.load_dataset(
+          config.data.name, config.data.path or None, num_classes=config.data.num_classes)
+    else:
+      self.dataset = ds = _check_data(config, data)
+      config = _config_for_data(config, data)
+    self.config = config
     self.mesh = parallel.make_mesh(t.num_devices)
     parallel.check_divisible(t.batch_size, self.mesh)
-    tx, self.schedule = optim_lib.from_config(config.optim, t.steps)
+    if tx is None:
+      tx, self.schedule = optim_lib.from_config(config.optim, t.steps)
+    else:  # the caller's optimizer: optim.* is not read
+      self.schedule = None
+      console("jaxdl: training with the optimizer passed in; the config's optim.* keys are not used")
     self.model, self.state = build_model_state(config, ds, self.mesh, tx)
     augment = data_lib.make_augment(
         shift=config.augment.shift, flip=config.augment.flip, noise=config.augment.noise,
@@ -80,7 +91,7 @@ class SupervisedTask(TaskBase):
                    np.zeros((2, ds.num_classes), np.float32))
     self.train_step = functools.partial(
         train_step, num_classes=ds.num_classes, augment=augment,
-        label_smoothing=t.label_smoothing, schedule=self.schedule)
+        label_smoothing=t.label_smoothing, schedule=self.schedule, loss_fn=loss_fn)
     chunk = make_train_chunk(
         self.train_step, num_examples=ds.num_train, batch_size=t.batch_size,
         batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy)
@@ -88,12 +99,28 @@ class SupervisedTask(TaskBase):
     self.chunk = jax.jit(chunk, donate_argnums=(0,))
     self.train_data = parallel.put_replicated({"x": ds.x_train, "y": ds.y_train}, self.mesh)
     self.evaluate = make_evaluate(
-        eval_step, ds.x_test, ds.y_test, mesh=self.mesh, batch_size=t.eval_batch_size)
+        functools.partial(eval_step, loss_fn=loss_fn), ds.x_test, ds.y_test, mesh=self.mesh,
+        batch_size=t.eval_batch_size)
     self.total_steps, self.max_chunk = t.steps, self.steps_per_epoch
     self.eval_every = t.eval_every or self.steps_per_epoch  # 0: once per epoch
 
   def run_chunk(self, state: TrainState, n) -> tuple[TrainState, dict]:
     return self.chunk(state, self.train_data, n)
+
+  def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
+    """Writes ``data.json`` (what the run trains on), or on resume refuses data that changed."""
+    ds, path = self.dataset, workdir / DATA_FILE
+    record = {"name": ds.name, "sha256": ds.sha256, "input_shape": list(ds.input_shape),
+              "num_classes": ds.num_classes, "num_train": ds.num_train, "num_test": ds.num_test}
+    if resuming and path.is_file():
+      saved = json.loads(path.read_text())
+      if saved.get("sha256") != record["sha256"]:
+        raise JaxdlError(f"the data of the run in {workdir} ({saved.get('name')}, sha256 "
+                         f"{str(saved.get('sha256'))[:12]}...) is not this data ({ds.name}, sha256 "
+                         f"{record['sha256'][:12]}...): resume with the same data or choose another --workdir")
+    elif jax.process_index() == 0:
+      workdir.mkdir(parents=True, exist_ok=True)
+      write_atomic(path, json.dumps(record, indent=1) + "\n")
 
   def headline(self, state: TrainState) -> str:
     ds, t = self.dataset, self.config.train
@@ -105,6 +132,26 @@ class SupervisedTask(TaskBase):
 
 # Kept for code written against the earlier name.
 Experiment = SupervisedTask
+
+# What a run trained on, for resume checks and for ``load_run``.
+DATA_FILE = "data.json"
+
+
+def _check_data(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> data_lib.Dataset:
+  if not isinstance(data, data_lib.Dataset):
+    raise JaxdlError(f"data must be a jaxdl.Dataset (jaxdl.Dataset.from_arrays(name, x_train, y_train, "
+                     f"x_test, y_test)), not {type(data).__name__}")
+  if config.data.num_classes and config.data.num_classes != data.num_classes:
+    raise JaxdlError(f"data.num_classes={config.data.num_classes} but the data passed in has "
+                     f"{data.num_classes} classes")
+  return data
+
+
+def _config_for_data(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> ml_collections.ConfigDict:
+  """A copy of ``config`` whose ``data`` section names the arrays passed in (for config.json)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.name, config.data.path, config.data.num_classes = data.name, "", data.num_classes
+  return config
 
 
 def _plot_sequence_model(task: SupervisedTask, state: TrainState, workdir: pathlib.Path) -> None:
@@ -128,7 +175,9 @@ def _plot_sequence_model(task: SupervisedTask, state: TrainState, workdir: pathl
                               f"(label {int(ds.y_test[0])})")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[TrainState, dict]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       data: data_lib.Dataset | None = None, loss_fn: LossFn | None = None,
+                       tx: optax.GradientTransformation | None = None) -> tuple[TrainState, dict]:
   """Trains a classifier as the config says and evaluates it on the test set.
 
   Writes into ``workdir``: ``config.json`` (the resolved config),
@@ -144,6 +193,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   Args:
     config: a config from ``jaxdl.loops.supervised.default_config()`` or a preset.
     workdir: the run's output directory.
+    data: arrays in memory (``jaxdl.Dataset.from_arrays``) instead of
+      ``data.name``; ``config.json`` then names them, and ``data.json``
+      holds their hash, so a resume with other arrays is refused.
+    loss_fn: your own ``(logits, batch) -> (B,)`` loss (``step.LossFn``), for
+      training and the test loss; default softmax cross-entropy.
+    tx: your own Optax optimizer instead of the ``optim`` section (the
+      optimizer is not in ``config.json``: resume with the same one).
 
   Returns:
     The final state and the final metrics dict.
@@ -154,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """
   parallel.maybe_initialize_distributed(config.train.distributed)
   t0 = time.perf_counter()
-  task = SupervisedTask(config)  # every bad input fails here, before anything is written
+  task = SupervisedTask(config, data=data, loss_fn=loss_fn, tx=tx)  # bad input fails here, before any write
   ds = task.dataset
   workdir = pathlib.Path(workdir)
   fitted = fit(task, workdir)
@@ -181,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if jax.process_index() == 0:
     write_json(workdir / "metrics.json", final)
     plot_learning_curves(fitted.history, workdir / "learning_curves.png",
-                         title=f"{config.model.name} on {ds.name}")
+                         title=f"{task.config.model.name} on {ds.name}")
     _plot_sequence_model(task, state, workdir)
   console(f"test_accuracy={final['test_accuracy']:.4f} test_loss={final['test_loss']:.4f} "
           f"({final['steps']} steps, {final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")

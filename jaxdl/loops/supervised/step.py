@@ -17,6 +17,19 @@ from jaxdl.train.state import TrainState, step_keys
 
 Batch = Mapping[str, jax.Array]
 Augment = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+# loss_fn(logits (B, K), batch) -> per-example loss (B,); the batch holds "x",
+# the integer labels "y" and "targets", the (smoothed, augmented) soft targets (B, K).
+LossFn = Callable[[jax.Array, Batch], jax.Array]
+
+
+def per_example_loss(logits: jax.Array, batch: Batch, loss_fn: LossFn | None) -> jax.Array:
+  """The loss of each example: softmax cross-entropy against the soft targets, or ``loss_fn``'s. (B,)"""
+  if loss_fn is None:
+    return losses.cross_entropy(logits, batch["targets"])
+  loss = jnp.asarray(loss_fn(logits, batch), jnp.float32)
+  if loss.shape != logits.shape[:1]:
+    raise ValueError(f"loss_fn must return one loss per example, shape {logits.shape[:1]}, not {loss.shape}")
+  return loss
 
 
 def train_step(
@@ -27,6 +40,7 @@ def train_step(
     augment: Augment | None = None,
     label_smoothing: float = 0.0,
     schedule: optax.Schedule | None = None,
+    loss_fn: LossFn | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a batch ``{"x": (B, ...), "y": (B,)}``.
 
@@ -40,6 +54,8 @@ def train_step(
     augment: ``fn(key, x, y_soft) -> (x, y_soft)`` run on the device, or None.
     label_smoothing: the smoothing of the one-hot targets.
     schedule: if given, the learning rate is reported in the metrics.
+    loss_fn: your own ``(logits, batch) -> (B,)`` loss (see ``LossFn``);
+      default softmax cross-entropy against the soft targets.
 
   Returns:
     The next state and scalar metrics: loss, accuracy, grad_norm (and
@@ -53,14 +69,15 @@ def train_step(
     x, targets = augment(augment_key, x, targets)
   has_stats = bool(state.batch_stats)
 
-  def loss_fn(params):
+  def objective(params):
     out = state.apply_fn(
         state.variables(params), x, train=True, rngs={"dropout": dropout_key},
         mutable=["batch_stats"] if has_stats else False)
     logits, updates = out if has_stats else (out, {})
-    return losses.cross_entropy(logits, targets).mean(), (logits, updates)
+    loss = per_example_loss(logits, {"x": x, "y": labels, "targets": targets}, loss_fn)
+    return loss.mean(), (logits, updates)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   new_state = state.apply_gradients(
       grads=grads, batch_stats=updates["batch_stats"] if has_stats else state.batch_stats)
   metrics = {
@@ -73,8 +90,11 @@ def train_step(
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+def eval_step(state: TrainState, batch: Batch, *, loss_fn: LossFn | None = None) -> dict[str, jax.Array]:
   """Loss and accuracy on a batch, with an optional ``mask`` for padding.
+
+  The loss is ``loss_fn``'s if given (with one-hot ``targets``), else
+  cross-entropy.
 
   Returns:
     ``loss`` and ``accuracy`` averaged over the unmasked examples, and
@@ -85,7 +105,8 @@ def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
   count = mask.sum()
   labels = batch["y"]
   num_classes = logits.shape[-1]
-  loss = losses.cross_entropy(logits, losses.soft_targets(labels, num_classes))
+  loss = per_example_loss(logits, {"x": batch["x"], "y": labels,
+                                   "targets": losses.soft_targets(labels, num_classes)}, loss_fn)
   return {
       "loss": (loss * mask).sum() / jnp.maximum(count, 1.0),
       "accuracy": (losses.accuracy(logits, labels) * mask).sum() / jnp.maximum(count, 1.0),
