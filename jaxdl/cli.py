@@ -34,8 +34,45 @@ def _load(name: str, overrides: Sequence[str]):
   from jaxdl import configs
 
   config, doc = configs.load_preset(resolve_preset(name))
+  if config.get("loop", "supervised") in OPEN_MODEL_LOOPS:
+    _open_model_options(config, overrides)
   configs.apply_overrides(config, overrides)
   return config, doc
+
+
+# Loops whose ``model`` section holds the chosen model's own options.
+OPEN_MODEL_LOOPS = ("supervised", "lm")
+
+
+def _open_model_options(config, overrides: Sequence[str]) -> None:
+  """Lets ``--set`` reach every option of the chosen model, not only those the preset names.
+
+  ``--set model.name=X`` (another model) replaces the section by X's
+  options and their defaults; ``--set model.KEY=...`` for an option the
+  preset leaves at its default adds it first, so it parses like the default.
+  """
+  import ml_collections
+
+  from jaxdl.models import model_options, option_defaults
+
+  keys = [item.partition("=")[0].strip() for item in overrides]
+  names = [item.partition("=")[2].strip() for item, key in zip(overrides, keys) if key == "model.name"]
+  if names and names[-1] != config.model.name:
+    defaults = option_defaults(names[-1])  # an unknown name is a one-line error here
+    if config.get("loop") == "lm":
+      defaults.pop("max_len", None)  # the LM loop sizes a position table to data.seq_len unless told
+    with config.unlocked():
+      config.model = ml_collections.ConfigDict({"name": names[-1], **defaults})
+  defaults = option_defaults(config.model.name)
+  with config.model.unlocked():
+    for key in keys:
+      option = key[len("model."):] if key.startswith("model.") else None
+      if option and option not in config.model:
+        if option not in model_options(config.model.name):
+          raise JaxdlError(f"--set {key}: unknown key: model '{config.model.name}' has no option '{option}' "
+                           f"(its options: {', '.join(model_options(config.model.name))})")
+        if option in defaults:
+          config.model[option] = defaults[option]
 
 
 def cmd_list(args) -> int:

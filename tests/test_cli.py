@@ -124,3 +124,18 @@ def test_python_dash_m_is_the_same_command(repo_root):
                        text=True, cwd=repo_root, env=env, timeout=120)
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines() == ["jaxdl: error: unknown preset 'nope' (run 'jaxdl list' to see them)"]
+
+
+def test_set_reaches_every_option_of_the_chosen_model(capsys, tmp_path):
+  code, out, _ = run_cli(capsys, "show", "digits_cnn", "--set", "model.activation=gelu")
+  assert code == 0 and json.loads(out)["model"]["activation"] == "gelu"  # a CNN option the preset leaves alone
+  # Another model: its own options and defaults replace the CNN's (dropout, features, ...).
+  code, out, _ = run_cli(capsys, "show", "digits_cnn", "--set", "model.name=resnet", "--set", "model.width=8")
+  model = json.loads(out)["model"]
+  assert code == 0 and model["name"] == "resnet" and model["width"] == 8 and "features" not in model
+  code, _, err = run_cli(capsys, "run", "digits_cnn", "--workdir", str(tmp_path), "--set", "model.name=resnet1",
+                         "--set", "optim.warmup_steps=2", *TINY)
+  assert code == 0, err
+  assert json.loads((tmp_path / "metrics.json").read_text())["model"] == "resnet1"
+  code, _, err = run_cli(capsys, "show", "digits_cnn", "--set", "model.activationn=gelu")
+  assert_one_line_error(code, err, "model.activationn", "model 'cnn' has no option", "activation")

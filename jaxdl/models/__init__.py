@@ -10,7 +10,7 @@ from jaxdl.models.layers import (ACTIVATIONS, Conv, avg_pool, get_activation,
                                  global_avg_pool, global_max_pool, length_mask,
                                  masked_pool, max_pool)
 from jaxdl.models.mlp import MLP
-from jaxdl.models.registry import (MODELS, get_model, model_options, options_from_config,
+from jaxdl.models.registry import (MODELS, get_model, model_options, option_defaults, options_from_config,
                                    register_model)
 from jaxdl.models.resnet import (BasicBlock, BottleneckBlock, ResNet, ResNet1,
                                  ResNet18, ResNet34, ResNet50)
@@ -59,6 +59,7 @@ __all__ = [
     'masked_pool',
     'max_pool',
     'model_options',
+    'option_defaults',
     'options_from_config',
     'register_model',
     'sinusoidal_positions',

@@ -56,6 +56,29 @@ def model_options(name: str) -> tuple[str, ...]:
                if f.init and f.name not in _NOT_OPTIONS)
 
 
+def option_defaults(name: str) -> dict[str, Any]:
+  """Each option of model ``name`` with its default, as a config holds it (dtypes by name).
+
+  Options without a default, or whose default a config cannot hold (a
+  function, say), are left out.
+  """
+  constructor, fixed = _lookup(name), {}
+  while isinstance(constructor, functools.partial):
+    fixed = {**constructor.keywords, **fixed}
+    constructor = constructor.func
+  defaults = {}
+  for f in dataclasses.fields(constructor):
+    if not f.init or f.name in _NOT_OPTIONS:
+      continue
+    value = fixed.get(f.name, f.default)
+    if f.name in ("dtype", "param_dtype") and value is not dataclasses.MISSING:
+      value = jnp.dtype(value).name
+    if isinstance(value, (bool, int, float, str)) or (
+        isinstance(value, tuple) and all(isinstance(v, (bool, int, float, str)) for v in value)):
+      defaults[f.name] = value
+  return defaults
+
+
 def get_model(name: str, num_classes: int, /, **options: Any) -> nn.Module:
   """Builds the model called ``name``.
 
