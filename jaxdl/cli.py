@@ -75,6 +75,26 @@ def _open_model_options(config, overrides: Sequence[str]) -> None:
           config.model[option] = defaults[option]
 
 
+def default_workdir(preset: str, overrides: Sequence[str]) -> pathlib.Path:
+  """``runs/PRESET``, or ``runs/PRESET/KEY=VALUE,...`` with overrides: a changed config gets its own run.
+
+  So ``jaxdl run P --set train.seed=1`` after ``jaxdl run P`` starts a second
+  run instead of being refused for a different config, and the same command
+  again resumes its own. Long override lists are cut and hashed.
+  """
+  import hashlib
+  import re
+
+  base = pathlib.Path("runs") / preset
+  if not overrides:
+    return base
+  text = ",".join(item.strip().replace(" ", "") for item in overrides)
+  safe = re.sub(r"[^A-Za-z0-9._=,+()-]", "_", text)
+  if len(safe) > 80:
+    safe = f"{safe[:60]}...{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+  return base / safe
+
+
 def cmd_list(args) -> int:
   import ast
 
@@ -102,7 +122,7 @@ def cmd_show(args) -> int:
 def cmd_run(args) -> int:
   config, _ = _load(args.preset, args.set)
   name = pathlib.Path(args.preset).stem
-  workdir = pathlib.Path(args.workdir or os.path.join("runs", name))
+  workdir = pathlib.Path(args.workdir or default_workdir(name, args.set))
   loop = config.get("loop", "supervised")
   if loop not in LOOPS:
     raise JaxdlError(f"preset '{name}' names an unknown loop '{loop}' "
@@ -149,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("run", help="train and evaluate a preset")
   add_common(p)
-  p.add_argument("--workdir", help="output directory (default: runs/PRESET)")
+  p.add_argument("--workdir", help="output directory (default: runs/PRESET, or runs/PRESET/KEY=VALUE,... with --set)")
   p.set_defaults(func=cmd_run)
 
   p = sub.add_parser("sample", help="generate text with a trained language model")

@@ -139,3 +139,16 @@ def test_set_reaches_every_option_of_the_chosen_model(capsys, tmp_path):
   assert json.loads((tmp_path / "metrics.json").read_text())["model"] == "resnet1"
   code, _, err = run_cli(capsys, "show", "digits_cnn", "--set", "model.activationn=gelu")
   assert_one_line_error(code, err, "model.activationn", "model 'cnn' has no option", "activation")
+
+
+def test_the_default_workdir_follows_the_overrides(capsys, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert run_cli(capsys, "run", "digits_mlp", *TINY)[0] == 0
+  # A changed seed is another run in its own workdir, not a refusal of the first one's.
+  code, _, err = run_cli(capsys, "run", "digits_mlp", *TINY, "--set", "train.seed=1")
+  assert code == 0, err
+  runs = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.glob("runs/**/metrics.json"))
+  assert runs == ["runs/digits_mlp/train.steps=8,train.log_every=4,train.batch_size=64",
+                  "runs/digits_mlp/train.steps=8,train.log_every=4,train.batch_size=64,train.seed=1"]
+  code, out, _ = run_cli(capsys, "run", "digits_mlp", *TINY, "--set", "train.seed=1")
+  assert code == 0 and "already finished" in out
