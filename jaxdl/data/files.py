@@ -78,8 +78,9 @@ def load_npz(path: PathLike, *, num_classes: int = 0) -> Dataset:
     num_classes: the number of classes; 0 infers ``max(y_train) + 1``.
 
   Returns:
-    The dataset: inputs float32 in their stored per-example shape (no
-    rescaling), labels int32.
+    The dataset: inputs float32 in their stored per-example shape, labels
+    int32. ``uint8`` inputs are divided by 255 (as IDX and CIFAR-10 pixels
+    are); other inputs are used as stored.
 
   Raises:
     JaxdlError: a missing or unreadable file, a missing array, bad shapes,
@@ -116,8 +117,17 @@ def load_npz(path: PathLike, *, num_classes: int = 0) -> Dataset:
         _fail(f"{where}, array '{key}'", f"unreadable ({e})".replace("\n", " "))
       except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         _fail(f"{where}, array '{key}'", f"unreadable ({e})".replace("\n", " "))
+  normalisation = "none (values as stored)"
+  if all(arrays[k].dtype == np.uint8 for k in ("x_train", "x_test")):
+    # 8-bit pixels: scaled to [0, 1] as the IDX and CIFAR-10 loaders do.
+    arrays["x_train"], arrays["x_test"] = (arrays[k].astype(np.float32) / 255.0 for k in ("x_train", "x_test"))
+    normalisation = "uint8 inputs divided by 255"
+  shape = arrays["x_train"].shape
+  if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3, 4) and shape[2] == shape[3]:
+    _fail(f"{where}, array 'x_train'", f"has shape {shape}, which looks channels-first (N, C, H, W); "
+                                       f"channels-last (N, H, W, C) expected: np.moveaxis(x, 1, -1)")
   info = {"source": "npz", "path": str(path.resolve()), "sha256": {path.name: _sha256(path)},
-          "normalisation": "none (values as stored)"}
+          "normalisation": normalisation}
   return build("npz", arrays, {key: f"array '{key}'" for key in _NPZ_KEYS}, source=where,
                num_classes=num_classes, info=info)
 

@@ -481,3 +481,17 @@ def test_dataset_registry_and_from_arrays():
   with pytest.raises(JaxdlError, match="x_train must be a float32"):
     Dataset("raw", np.ones((2, 3)), np.zeros(2, np.int32), np.ones((1, 3), np.float32),
             np.zeros(1, np.int32), 2)
+
+
+def test_npz_uint8_images_are_scaled_and_channels_first_is_refused(tmp_path):
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (20, 6, 6, 1), dtype=np.uint8)
+  y = np.arange(20) % 2
+  files.save_npz(tmp_path / "u8.npz", x, y, x[:6], y[:6])
+  ds = load_dataset("npz", tmp_path / "u8.npz")
+  np.testing.assert_allclose(ds.x_train, x.astype(np.float32) / 255.0)
+  assert ds.info["normalisation"] == "uint8 inputs divided by 255"
+  chw = np.moveaxis(x, -1, 1).repeat(3, axis=1)  # (N, 3, 6, 6)
+  files.save_npz(tmp_path / "chw.npz", chw, y, chw[:6], y[:6])
+  with pytest.raises(JaxdlError, match=r"channels-last \(N, H, W, C\) expected"):
+    load_dataset("npz", tmp_path / "chw.npz")
