@@ -7,13 +7,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
-def plot_learning_curves(history: Sequence[dict], path: str | os.PathLike, *, title: str = "") -> pathlib.Path:
+def plot_learning_curves(history: Sequence[dict], path: str | os.PathLike, *, title: str = "",
+                         test_label: str = "test") -> pathlib.Path:
   """Draws one panel per metric name with its train and test curves.
 
   Args:
     history: records like ``{"step": 10, "train/loss": 0.3, "test/accuracy": 0.9}``.
     path: where the PNG goes.
     title: the figure title (e.g. the preset name).
+    test_label: what the held-out curve is called (the LM's is "validation").
 
   Returns:
     The path written.
@@ -28,7 +30,7 @@ def plot_learning_curves(history: Sequence[dict], path: str | os.PathLike, *, ti
       points = [(r["step"], r[key]) for r in history if isinstance(r.get(key), (int, float))]
       if points:
         steps, values = np.asarray(points).T
-        ax.plot(steps, values, style, label=split, markersize=3)
+        ax.plot(steps, values, style, label=test_label if split == "test" else split, markersize=3)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(name)
     if name in ("loss", "bpc"):

@@ -204,7 +204,7 @@ def test_short_jitted_run_beats_a_random_policy(small_run):
   assert metrics["env_steps"] == 2 * 12000 and metrics["env_steps_per_second"] > 0
   for key in ("eval_return_mean", "eval_return_std", "wall_seconds", "params_sha256"):
     assert key in metrics
-  assert (workdir / "learning_curve.png").stat().st_size > 10_000
+  assert (workdir / "learning_curves.png").stat().st_size > 10_000
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert all("train/episode_return/seed1" in r for r in records)
 

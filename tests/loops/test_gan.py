@@ -187,7 +187,7 @@ def test_each_preset_improves_its_metric(tmp_path, name):
   first = evals[0]
   assert len(evals) == 4
   assert len(list((tmp_path / "samples").glob("step_*.png"))) == 4
-  assert (tmp_path / "metrics.png").stat().st_size > 0
+  assert (tmp_path / "learning_curves.png").stat().st_size > 0
   if name == "gan_digits":
     assert final["confident_fraction"] > first["test/confident_fraction"]
     assert final["frechet_distance"] < 0.7 * first["test/frechet_distance"]

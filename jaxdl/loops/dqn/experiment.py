@@ -98,7 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   Writes into ``workdir``: ``config.json``, ``metrics.jsonl`` (per-seed
   training returns per log, greedy returns per evaluation), TensorBoard
-  events, ``checkpoints/``, ``learning_curve.png`` and ``metrics.json`` with
+  events, ``checkpoints/``, ``learning_curves.png`` (with the reported return marked) and ``metrics.json`` with
   ``eval_return_mean`` (over seeds of each seed's mean over
   ``eval.episodes`` greedy episodes), ``eval_return_std`` (across seeds),
   ``eval_return_per_seed``, ``env_steps`` (all seeds), ``env_steps_per_second``,
@@ -172,8 +172,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   }
   if jax.process_index() == 0:
     write_json(workdir / "metrics.json", final)
-    plot_returns(fitted.history, workdir / "learning_curve.png", num_seeds=t.num_seeds,
-                 env_steps_per_step=setup.num_envs, title=f"DQN on {config.env.id} ({t.num_seeds} seeds)")
+    plot_returns(fitted.history, workdir / "learning_curves.png", num_seeds=t.num_seeds,
+                 env_steps_per_step=setup.num_envs, title=f"DQN on {config.env.id} ({t.num_seeds} seeds)",
+                 reported=final["eval_return_mean"],
+                 reported_label="reported (best-validated policies)" if select_best else "reported (last policies)")
   console(f"eval_return_mean={final['eval_return_mean']:.1f} +- {final['eval_return_std']:.1f} per seed "
           f"{[round(v, 1) for v in final['eval_return_per_seed']]} ({env_steps} env steps, "
           f"{final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")

@@ -22,13 +22,14 @@ def _curve(history: Sequence[dict], prefix: str, num_seeds: int):
 
 
 def plot_returns(history: Sequence[dict], path: str | os.PathLike, *, num_seeds: int, env_steps_per_step: int,
-                 title: str = "") -> pathlib.Path:
+                 title: str = "", reported: float | None = None, reported_label: str = "reported") -> pathlib.Path:
   """Episode return against environment steps (per seed): mean, min-max band, seeds.
 
   Training returns (epsilon-greedy, from ``train/episode_return/seed{i}``)
   are drawn as a line with the band between the worst and best seed; greedy
   evaluations (``test/return/seed{i}``) as points with error bars (one std
-  across seeds).
+  across seeds). ``reported``, the return the run reports (metrics.json's
+  ``eval_return_mean``), is a dashed line, so the headline number is on the plot.
   """
 
   fig = figure(6.4, 3.8)
@@ -48,6 +49,9 @@ def plot_returns(history: Sequence[dict], path: str | os.PathLike, *, num_seeds:
   if len(steps):
     ax.errorbar(steps * env_steps_per_step, values.mean(axis=1), yerr=values.std(axis=1), fmt="o",
                 color="tab:orange", capsize=3, label="greedy eval (mean +- std)")
+  if reported is not None:
+    ax.axhline(reported, color="tab:green", linestyle="--", linewidth=1,
+               label=f"{reported_label}: {reported:.1f}")
   ax.set_xlabel("environment steps per seed")
   ax.set_ylabel("episode return")
   ax.grid(alpha=0.3)

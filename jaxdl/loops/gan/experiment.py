@@ -186,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   Writes into ``workdir``: ``config.json``, ``metrics.jsonl``, TensorBoard
   events under ``tb/``, ``checkpoints/`` (Orbax), ``samples/step_NNNNNN.png``
   at each evaluation (a scatter over the true modes, or a grid of images),
-  ``metrics.png`` (metrics over training) and ``metrics.json`` (final
+  ``learning_curves.png`` (losses and metrics over training) and ``metrics.json`` (final
   metrics, including ``params_sha256`` of the whole final state).
 
   A workdir that already holds this run resumes from its newest intact
@@ -229,7 +229,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     final.update({f"class_fraction_{k}": float(v) for k, v in enumerate(task.class_fractions)})
   if jax.process_index() == 0:
     write_json(workdir / "metrics.json", final)
-    plot_gan_metrics(fitted.history, workdir / "metrics.png", title=task.title)
+    plot_gan_metrics(fitted.history, workdir / "learning_curves.png", title=task.title)
   shown = ", ".join(f"{k}={v:.4g}" for k, v in test.items())
   console(f"{shown} ({final['steps']} steps, {final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")
   return state, final

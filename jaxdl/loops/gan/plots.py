@@ -1,6 +1,7 @@
 """The GAN's pictures: samples over the true modes, digit grids, metrics over training."""
 
 import pathlib
+import textwrap
 
 import numpy as np
 
@@ -19,7 +20,7 @@ def plot_samples_2d(samples: np.ndarray, centers: np.ndarray, path, *, title: st
   ax.set_aspect("equal")
   ax.legend(loc="upper right", fontsize=7)
   if title:
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 52), fontsize=9)  # wrapped: a 4-inch figure cuts long lines
   path = pathlib.Path(path)
   fig.savefig(path, dpi=110)
   return path
@@ -38,7 +39,7 @@ def plot_image_grid(images: np.ndarray, path, *, rows: int = 8, title: str = "")
   ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
   ax.set_axis_off()
   if title:
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 52), fontsize=9)  # wrapped: a 4-inch figure cuts long lines
   path = pathlib.Path(path)
   fig.savefig(path, dpi=110)
   return path

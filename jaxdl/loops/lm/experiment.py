@@ -201,8 +201,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   }
   if jax.process_index() == 0:
     _write_extras(task, {"params": jax.device_get(state.params)}, workdir)
-    plot_learning_curves(fitted.history, workdir / "learning_curves.png",
-                         title=f"{config.model.name} on {corpus.name}")
+    where = pathlib.Path(config.data.path).name if corpus.name == "text" else corpus.name
+    plot_learning_curves(fitted.history, workdir / "learning_curves.png", test_label="validation",
+                         title=f"{config.model.name} on {where}")
     final["wall_seconds"] = time.perf_counter() - t0
     write_json(workdir / "metrics.json", final)
   console(f"val_bpc={final['val_bpc']:.4f} (unigram {final['unigram_bpc']:.3f}, bigram "

@@ -236,8 +236,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   }
   if jax.process_index() == 0:
     write_json(workdir / "metrics.json", final)
+    where = pathlib.Path(config.data.path).name if config.data.path else ds.name  # the file, if one
     plot_learning_curves(fitted.history, workdir / "learning_curves.png",
-                         title=f"{task.config.model.name} on {ds.name}")
+                         title=f"{task.config.model.name} on {where}")
     _plot_sequence_model(task, state, workdir)
   console(f"test_accuracy={final['test_accuracy']:.4f} test_loss={final['test_loss']:.4f} "
           f"({final['steps']} steps, {final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")
