@@ -15,14 +15,13 @@ calls ``jaxdl.loops.<loop>.train_and_evaluate``; nothing else.
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 from collections.abc import Sequence
 
 from jaxdl.utils.errors import JaxdlError, Preempted
 
-from jaxdl.configs import find_presets, preset_dirs, resolve_preset  # noqa: F401 -- the CLI's lookup
+from jaxdl.configs import find_presets, resolve_preset
 from jaxdl.loops import LOOPS, get_loop
 
 

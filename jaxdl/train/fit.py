@@ -225,6 +225,23 @@ class Fitted:
     }
 
 
+def build_and_fit(make_task: Callable[[], Task], config: ml_collections.ConfigDict,
+                  workdir: str | pathlib.Path) -> tuple[Any, Fitted, float]:
+  """What a mesh-based loop's ``train_and_evaluate`` starts with.
+
+  Joins the multi-host job if ``train.distributed``, builds the task (every
+  bad input fails there, before anything is written) and fits it.
+
+  Returns:
+    (the task, its :class:`Fitted`, the ``perf_counter`` start for
+    :meth:`Fitted.record`).
+  """
+  parallel.maybe_initialize_distributed(config.train.distributed)
+  started = time.perf_counter()
+  task = make_task()
+  return task, fit(task, workdir), started
+
+
 def fit(task: Task, workdir: str | pathlib.Path) -> Fitted:
   """Trains ``task`` in ``workdir``.
 

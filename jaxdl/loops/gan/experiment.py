@@ -8,7 +8,6 @@ adds the final metrics and plots.
 
 import functools
 import pathlib
-import time
 
 import flax
 import jax
@@ -27,7 +26,7 @@ from jaxdl.loops.gan.state import GANState, create_gan_state
 from jaxdl.loops.gan.step import gan_step, make_gan_chunk, sample_generator
 from jaxdl.models import gan as gan_models
 from jaxdl.train import parallel
-from jaxdl.train.fit import TaskBase, fit, leaf_path
+from jaxdl.train.fit import TaskBase, build_and_fit, leaf_path
 from jaxdl.train.writers import console, write_json
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -199,11 +198,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   Returns:
     The final state and the final metrics dict.
   """
-  parallel.maybe_initialize_distributed(config.train.distributed)
-  t0 = time.perf_counter()
-  task = GANTask(config)  # every bad input fails here, before anything is written
+  task, fitted, t0 = build_and_fit(lambda: GANTask(config), config, workdir)
   workdir = pathlib.Path(workdir)
-  fitted = fit(task, workdir)
   if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
     return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)

@@ -27,7 +27,7 @@ from jaxdl.loops.lm.sampling import VOCAB_FILE, build_model, generate
 from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk
 from jaxdl.train import parallel
 from jaxdl.train.evaluate import make_evaluate
-from jaxdl.train.fit import TaskBase, fit
+from jaxdl.train.fit import TaskBase, build_and_fit
 from jaxdl.train.plots import plot_attention_maps, plot_learning_curves
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.writers import console, write_json, write_atomic
@@ -167,12 +167,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Returns:
     The final state and the final metrics dict.
   """
-  parallel.maybe_initialize_distributed(config.train.distributed)
-  t0 = time.perf_counter()
-  task = LMTask(config)  # every bad input fails here, before anything is written
-  corpus = task.corpus
+  task, fitted, t0 = build_and_fit(lambda: LMTask(config), config, workdir)
   workdir = pathlib.Path(workdir)
-  fitted = fit(task, workdir)
+  corpus = task.corpus
   if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
     return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)

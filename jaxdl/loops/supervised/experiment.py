@@ -8,7 +8,6 @@ fails before anything is written) and is what ``jaxdl.train.fit`` drives;
 import functools
 import json
 import pathlib
-import time
 
 import jax
 import ml_collections
@@ -23,7 +22,7 @@ from jaxdl.loops.supervised.step import LossFn, eval_step, train_step
 from jaxdl.train import parallel
 from jaxdl.train.chunk import make_train_chunk
 from jaxdl.train.evaluate import make_evaluate
-from jaxdl.train.fit import TaskBase, fit
+from jaxdl.train.fit import TaskBase, build_and_fit
 from jaxdl.train.plots import plot_attention_maps, plot_gradient_norms, plot_learning_curves
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.writers import console, write_atomic, write_json
@@ -208,12 +207,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     JaxdlError: bad input (before anything is written), or
       ``jaxdl.train.loop.Diverged`` under ``train.nan_policy=halt``.
   """
-  parallel.maybe_initialize_distributed(config.train.distributed)
-  t0 = time.perf_counter()
-  task = SupervisedTask(config, data=data, loss_fn=loss_fn, tx=tx)  # bad input fails here, before any write
-  ds = task.dataset
+  task, fitted, t0 = build_and_fit(lambda: SupervisedTask(config, data=data, loss_fn=loss_fn, tx=tx), config, workdir)
   workdir = pathlib.Path(workdir)
-  fitted = fit(task, workdir)
+  ds = task.dataset
   if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
     return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)
