@@ -287,12 +287,15 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
 
   saved = []
 
-  def save_checkpoint(step, state, metrics):
+  def save(step, state, metrics=None):
+    if jax.process_index() == 0:
+      task.on_checkpoint(step, state, ckpt.directory)
+    ckpt.save(step, state, metrics=metrics)
+    saved.append(step)
+
+  def save_checkpoint(step, state, metrics):  # the host loop's hook
     if (every > 0 and step % every == 0) or step == total_steps:
-      if jax.process_index() == 0:
-        task.on_checkpoint(step, state, ckpt.directory)
-      ckpt.save(step, state, metrics=metrics)
-      saved.append(step)
+      save(step, state, metrics)
 
   writer = MetricWriter(workdir, resume_step=start)
   try:
@@ -304,9 +307,7 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
     if "stopped_at" in summary:
       at = summary["stopped_at"]
       if at not in saved:
-        if jax.process_index() == 0:
-          task.on_checkpoint(at, state, ckpt.directory)
-        ckpt.save(at, state)
+        save(at, state)
       ckpt.close()  # on disk before the process goes
       raise Preempted(stop.signum, f"stopped by {signal.Signals(stop.signum).name} at step {at} of "
                       f"{total_steps}; checkpoint {at} is saved; the same command resumes from it")

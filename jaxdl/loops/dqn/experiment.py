@@ -17,7 +17,7 @@ import numpy as np
 from jaxdl.loops.dqn.jitted import RunState, keep_best
 from jaxdl.loops.dqn.plots import plot_returns
 from jaxdl.loops.dqn.runner import DQNRunner, make_runner
-from jaxdl.train.fit import fit
+from jaxdl.train.fit import TaskBase, fit
 from jaxdl.train.writers import console, write_json
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -27,7 +27,7 @@ def _per_seed(prefix: str, values) -> dict[str, float]:
   return {f"{prefix}/seed{i}": float(v) for i, v in enumerate(values)}
 
 
-class DQNTask:
+class DQNTask(TaskBase):
   """What ``jaxdl.train.fit`` drives for DQN: a runner's chunks, validation and evaluation.
 
   A step of this loop is an *iteration* (``env.num_envs`` env steps of every
@@ -81,9 +81,6 @@ class DQNTask:
   def param_path(self, state: RunState, leaf: int) -> str:
     del state
     return f"leaf {leaf}"  # DQN's chunks have no NaN guard: fit never asks
-
-  def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
-    del workdir, resuming
 
   def on_checkpoint(self, step: int, state: RunState, directory: pathlib.Path) -> None:
     self.runner.save_envs(step, state, directory)
