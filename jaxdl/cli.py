@@ -204,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     print("jaxdl: interrupted", file=sys.stderr)
     return 130
+  except BrokenPipeError:  # `jaxdl list | head`: the reader left; stop quietly, as `yes | head` does
+    import os
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush has nowhere to fail
+    return 141  # 128 + SIGPIPE
   except Exception as e:  # a bug, not bad input: still one line unless --debug
     if debug:
       raise

@@ -47,8 +47,15 @@ def checkpoint_section() -> ml_collections.ConfigDict:
   return checkpoint
 
 
-def optim_section() -> ml_collections.ConfigDict:
-  """``optim.*``: the optimizer and schedule of ``jaxdl.optim.from_config``."""
+def optim_section(*, extendable: bool = False) -> ml_collections.ConfigDict:
+  """``optim.*``: the optimizer and schedule of ``jaxdl.optim.from_config``.
+
+  Args:
+    extendable: add ``extend_from`` and ``extend_mode``, for a loop whose
+      schedule spans ``train.steps``: a run of ``train.steps=N`` extended to
+      a larger ``train.steps`` keeps its schedule up to N and goes on as
+      ``extend_mode`` says (``jaxdl.optim.extended_schedule``).
+  """
   optim = ml_collections.ConfigDict()
   optim.name = "adam"
   optim.learning_rate = 1e-3
@@ -65,6 +72,9 @@ def optim_section() -> ml_collections.ConfigDict:
   optim.weight_decay = 0.0
   optim.l1 = 0.0
   optim.clip_norm = 0.0
+  if extendable:
+    optim.extend_from = 0  # the train.steps of the run this one extends; 0: the schedule spans train.steps
+    optim.extend_mode = "constant"  # after extend_from: 'constant' (the final rate) or 'restart' (SGDR)
   return optim
 
 

@@ -19,6 +19,8 @@ from jaxdl.utils.errors import JaxdlError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "linear", "cosine", "warmup_cosine", "step")
+# How a run laid out over fewer steps goes on (``optim.extend_mode``); see extended_schedule.
+EXTEND_MODES = ("constant", "restart")
 
 
 def decay_mask(params) -> Any:
@@ -72,6 +74,7 @@ def make_schedule(
     final_fraction: float = 0.0,
     boundaries: tuple[float, ...] = (0.5, 0.75),
     decay_factor: float = 0.1,
+    steps_key: str = "train.steps",
 ) -> optax.Schedule:
   """A learning-rate schedule by name.
 
@@ -83,6 +86,7 @@ def make_schedule(
     final_fraction: the linear or cosine decay's end value, as a fraction of the peak.
     boundaries: for 'step', where the rate drops, as fractions of total_steps.
     decay_factor: for 'step', the factor applied at each boundary.
+    steps_key: what ``total_steps`` is called in error messages.
 
   Returns:
     A function step -> learning rate.
@@ -97,7 +101,7 @@ def make_schedule(
   if name == "warmup_cosine":
     if not 0 <= warmup_steps < total_steps:
       raise JaxdlError(
-          f"optim.warmup_steps={warmup_steps} must be in [0, train.steps={total_steps})")
+          f"optim.warmup_steps={warmup_steps} must be in [0, {steps_key}={total_steps})")
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=learning_rate, warmup_steps=warmup_steps,
         decay_steps=total_steps, end_value=learning_rate * final_fraction)
@@ -107,6 +111,57 @@ def make_schedule(
     return optax.piecewise_constant_schedule(
         learning_rate, {int(b * total_steps): decay_factor for b in boundaries})
   raise JaxdlError(f"unknown schedule '{name}' (choices: {', '.join(SCHEDULES)})")
+
+
+def extended_schedule(name: str, learning_rate: float, first_steps: int, total_steps: int, mode: str,
+                      **options: Any) -> optax.Schedule:
+  """``name`` laid out over ``first_steps`` steps, then a second segment up to ``total_steps``.
+
+  A run whose schedule spans its ``train.steps`` (cosine, warmup-cosine,
+  step, linear) cannot simply train longer: laying the schedule out over a
+  new total would change the rate at every step already taken. This keeps
+  the first ``first_steps`` steps exactly as the original run had them (the
+  same function of the step) and continues after them:
+
+  - ``mode='constant'``: at the rate the first segment ends at (its value at
+    ``first_steps``), so the rate is continuous at the boundary;
+  - ``mode='restart'``: with the same schedule laid out afresh over the
+    ``total_steps - first_steps`` new steps, from the peak rate again; for a
+    cosine, SGDR's warm restart (Loshchilov & Hutter, 2017).
+
+  Args:
+    name: the schedule (not 'constant', which extends as it is).
+    learning_rate: the peak rate.
+    first_steps: the original run's total (``optim.extend_from``).
+    total_steps: the new total.
+    mode: 'constant' or 'restart' (``optim.extend_mode``).
+    **options: :func:`make_schedule`'s options (warmup_steps, final_fraction, ...).
+
+  Returns:
+    A function step -> learning rate.
+  """
+  if name == "constant":
+    raise JaxdlError(f"optim.extend_from={first_steps} extends a schedule that spans train.steps, but "
+                     f"optim.schedule='constant' extends as it is: leave optim.extend_from=0")
+  if not 0 < first_steps < total_steps:
+    raise JaxdlError(f"optim.extend_from={first_steps} must be in (0, train.steps={total_steps}): the "
+                     f"train.steps of the run being extended")
+  if mode not in EXTEND_MODES:
+    raise JaxdlError(f"optim.extend_mode='{mode}' must be one of {', '.join(EXTEND_MODES)}")
+  first = make_schedule(name, learning_rate, first_steps, steps_key="optim.extend_from", **options)
+  if mode == "constant":
+    ends_at_zero = (options.get("decay_factor", 0.1) == 0 if name == "step"
+                    else options.get("final_fraction", 0.0) == 0)
+    if ends_at_zero:
+      raise JaxdlError(f"optim.extend_mode=constant would go on at the rate optim.schedule='{name}' ends at, "
+                       f"which is 0 ({'optim.decay_factor' if name == 'step' else 'optim.final_fraction'}=0): "
+                       f"use optim.extend_mode=restart")
+    second = optax.constant_schedule(float(first(first_steps)))
+  else:
+    second = make_schedule(name, learning_rate, total_steps - first_steps,
+                           steps_key="train.steps - optim.extend_from", **options)
+  # Before the boundary join_schedules returns first(step) itself: the original run's rates, exactly.
+  return optax.join_schedules([first, second], [first_steps])
 
 
 def make_optimizer(
@@ -169,13 +224,17 @@ def make_optimizer(
 
 
 def schedule_from_config(optim: Mapping[str, Any], total_steps: int) -> optax.Schedule:
-  """The learning-rate schedule a config's ``optim`` section names, over ``total_steps``."""
-  return make_schedule(
-      optim["schedule"], optim["learning_rate"], total_steps,
-      warmup_steps=optim.get("warmup_steps", 0),
-      final_fraction=optim.get("final_fraction", 0.0),
-      boundaries=tuple(optim.get("boundaries", (0.5, 0.75))),
-      decay_factor=optim.get("decay_factor", 0.1))
+  """The learning-rate schedule a config's ``optim`` section names, over ``total_steps``.
+
+  With ``optim.extend_from`` > 0 it is :func:`extended_schedule`: the
+  schedule over ``extend_from`` steps, then ``optim.extend_mode``'s segment.
+  """
+  options = dict(warmup_steps=optim.get("warmup_steps", 0), final_fraction=optim.get("final_fraction", 0.0),
+                 boundaries=tuple(optim.get("boundaries", (0.5, 0.75))), decay_factor=optim.get("decay_factor", 0.1))
+  if optim.get("extend_from", 0):
+    return extended_schedule(optim["schedule"], optim["learning_rate"], optim["extend_from"], total_steps,
+                             optim.get("extend_mode", "constant"), **options)
+  return make_schedule(optim["schedule"], optim["learning_rate"], total_steps, **options)
 
 
 def optimizer_from_config(optim: Mapping[str, Any],

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, files_of, run_cli, run_jaxdl
 from jaxdl import cli
 from jaxdl.data import files
 
@@ -124,6 +124,12 @@ def test_python_dash_m_is_the_same_command(repo_root):
                        text=True, cwd=repo_root, env=env, timeout=120)
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines() == ["jaxdl: error: unknown preset 'nope' (run 'jaxdl list' to see them)"]
+  # `jaxdl list | head -1`: a reader that leaves early ends the listing quietly (SIGPIPE's 141), no error.
+  piped = subprocess.Popen([sys.executable, "-m", "jaxdl", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           cwd=repo_root, env=env)
+  piped.stdout.close()
+  assert piped.wait(timeout=120) == 141 and piped.stderr.read() == b""
+  piped.stderr.close()
 
 
 def test_set_reaches_every_option_of_the_chosen_model(capsys, tmp_path):
@@ -141,14 +147,25 @@ def test_set_reaches_every_option_of_the_chosen_model(capsys, tmp_path):
   assert_one_line_error(code, err, "model.activationn", "model 'cnn' has no option", "activation")
 
 
-def test_the_default_workdir_follows_the_overrides(capsys, tmp_path, monkeypatch):
+def test_an_override_is_a_run_of_its_own_and_a_finished_run_is_not_run_again(capsys, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   assert run_cli(capsys, "run", "digits_mlp", *TINY)[0] == 0
   # A changed seed is another run in its own workdir, not a refusal of the first one's.
-  code, _, err = run_cli(capsys, "run", "digits_mlp", *TINY, "--set", "train.seed=1")
-  assert code == 0, err
+  argv = ["run", "digits_mlp", *TINY, "--set", "train.seed=1"]
+  done = run_jaxdl(*argv, cwd=tmp_path)
+  assert done.returncode == 0, done.stderr[-2000:]
   runs = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.glob("runs/**/metrics.json"))
-  assert runs == ["runs/digits_mlp/train.steps=8,train.log_every=4,train.batch_size=64",
-                  "runs/digits_mlp/train.steps=8,train.log_every=4,train.batch_size=64,train.seed=1"]
-  code, out, _ = run_cli(capsys, "run", "digits_mlp", *TINY, "--set", "train.seed=1")
-  assert code == 0 and "already finished" in out
+  seeded = "runs/digits_mlp/train.steps=8,train.log_every=4,train.batch_size=64,train.seed=1"
+  assert runs == ["runs/digits_mlp/train.steps=8,train.log_every=4,train.batch_size=64", seeded]
+  assert done.stdout.strip().splitlines()[-1].endswith(f"-> {seeded}/metrics.json")
+  # The same command again: that run is finished. One line, exit 0, and every file as it was
+  # (metrics.json, the plots, TensorBoard's events, the checkpoints).
+  files = files_of(tmp_path / seeded)
+  assert {"metrics.json", "learning_curves.png"} <= set(files) and any(f.startswith("tb/events.") for f in files)
+  again = run_jaxdl(*argv, cwd=tmp_path)
+  assert again.returncode == 0, again.stderr[-2000:]
+  accuracy = json.loads(files["metrics.json"])["test_accuracy"]
+  assert again.stdout.splitlines() == [f"jaxdl: the run in {seeded} already finished at step 8 "
+                                       f"(test_accuracy={accuracy:.4g}); nothing to do (its outputs are unchanged)"]
+  assert "Traceback" not in again.stderr and "error" not in again.stderr
+  assert files_of(tmp_path / seeded) == files

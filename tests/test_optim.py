@@ -95,6 +95,37 @@ def test_schedules():
   assert [float(linear(s)) for s in (0, 50, 100, 200)] == pytest.approx([1.0, 0.55, 0.1, 0.1])
 
 
+@pytest.mark.parametrize("name, options", [
+    ("cosine", {"final_fraction": 0.1}), ("warmup_cosine", {"warmup_steps": 5, "final_fraction": 0.1}),
+    ("linear", {"final_fraction": 0.2}), ("step", {"boundaries": (0.5, 0.75), "decay_factor": 0.5}),
+])
+def test_an_extended_schedule_keeps_the_first_segment_and_goes_on(name, options):
+  original = optim.make_schedule(name, 1.0, 40, **options)
+  constant = optim.extended_schedule(name, 1.0, 40, 100, "constant", **options)
+  restart = optim.extended_schedule(name, 1.0, 40, 100, "restart", **options)
+  # The original run's steps get the original rates (the runs themselves are compared in test_checkpoint).
+  for extended in (constant, restart):
+    assert [float(extended(s)) for s in range(40)] == [float(original(s)) for s in range(40)]
+  # 'constant': continuous at the boundary, then the rate the original ends at.
+  end = float(original(40))
+  assert [float(constant(s)) for s in (40, 41, 70, 99)] == [end] * 4
+  assert abs(float(constant(39)) - end) <= abs(float(original(38)) - float(original(39))) + 1e-7
+  # 'restart': the schedule again, laid out over the 60 new steps.
+  fresh = optim.make_schedule(name, 1.0, 60, **options)
+  assert [float(restart(40 + s)) for s in (0, 5, 30, 59)] == [float(fresh(s)) for s in (0, 5, 30, 59)]
+
+
+def test_an_extension_that_makes_no_sense_is_a_one_line_error():
+  with pytest.raises(JaxdlError, match="final_fraction=0.*restart"):  # the cosine ends at 0: 'constant' is no use
+    optim.extended_schedule("cosine", 1.0, 40, 80, "constant")
+  with pytest.raises(JaxdlError, match=r"optim.extend_from=80 must be in \(0, train.steps=80\)"):
+    optim.extended_schedule("cosine", 1.0, 80, 80, "restart")
+  with pytest.raises(JaxdlError, match="'constant' extends as it is"):
+    optim.extended_schedule("constant", 1.0, 40, 80, "restart")
+  with pytest.raises(JaxdlError, match="optim.extend_mode='sgdr'"):
+    optim.extended_schedule("cosine", 1.0, 40, 80, "sgdr")
+
+
 @pytest.mark.parametrize("call, words", [
     (lambda: optim.make_optimizer("adagrad", 0.1), ["adagrad", "adamw"]),
     (lambda: optim.make_schedule("exponential", 0.1, 10), ["exponential", "warmup_cosine"]),

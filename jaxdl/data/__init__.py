@@ -12,7 +12,7 @@ the Python standard library's own source, or a user's text file.
 from jaxdl.data.augment import make_augment
 from jaxdl.data.dataset import Dataset
 from jaxdl.data.loaders import DATASETS, load_dataset
-from jaxdl.data.text import TEXT_DATASETS, TextCorpus, load_text
+from jaxdl.data.text import TEXT_DATASETS, TextCorpus, corpus_from_text, load_text
 
-__all__ = ["DATASETS", "Dataset", "TEXT_DATASETS", "TextCorpus", "load_dataset", "load_text",
+__all__ = ["DATASETS", "Dataset", "TEXT_DATASETS", "TextCorpus", "corpus_from_text", "load_dataset", "load_text",
            "make_augment"]

@@ -11,6 +11,8 @@ Two sources, by ``data.name``:
   silently replaced.
 - ``text``: the user's UTF-8 text file (``data.path``).
 
+From Python, :func:`corpus_from_text` takes a ``str`` in memory instead.
+
 The vocabulary is the sorted set of characters in the whole text (train and
 validation, so no validation character is out of vocabulary), non-ASCII
 included. The split is by position: the last ``val_fraction`` of the text is
@@ -221,6 +223,30 @@ def load_text(name: str, path: str | os.PathLike | None = None) -> TextCorpus:
                      f"{', '.join(TEXT_DATASETS)}")
   vocab = build_vocab(text)
   return TextCorpus(name=key, text=text, vocab=vocab, ids=encode(text, vocab), info=info)
+
+
+def corpus_from_text(text: str) -> TextCorpus:
+  """A corpus of a text in memory (``train_and_evaluate(..., text=...)``).
+
+  ``info["sha256"]`` is the SHA-256 of the text's UTF-8 bytes, as for a file
+  holding it.
+
+  Raises:
+    JaxdlError: ``text`` is not a ``str``, or is empty or whitespace only.
+  """
+  if not isinstance(text, str):
+    raise JaxdlError(f"text must be a str (the text itself), not {type(text).__name__}; for a file, use "
+                     f"data.name=text with data.path=FILE")
+  if not text.strip():
+    raise JaxdlError("the text passed in is empty" + (" (whitespace only)" if text else ""))
+  try:
+    data = text.encode("utf-8")
+  except UnicodeEncodeError as e:  # a lone surrogate, say
+    raise JaxdlError(f"the text passed in is not valid Unicode: {text[e.start]!r} at character {e.start}") from None
+  info = {"source": "text passed in from Python", "files": [], "num_files": 0, "bytes": len(data),
+          "sha256": hashlib.sha256(data).hexdigest()}
+  vocab = build_vocab(text)
+  return TextCorpus(name="text", text=text, vocab=vocab, ids=encode(text, vocab), info=info)
 
 
 def split_by_position(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -17,11 +17,11 @@ from jaxdl.train.fit import Fitted, Task, TaskBase, fit
 from jaxdl.train.loop import Diverged, run
 from jaxdl.train.plots import figure, plot_attention_maps, plot_gradient_norms, plot_learning_curves
 from jaxdl.train.state import TrainState, create_train_state, step_keys
-from jaxdl.train.writers import MetricWriter, write_json
+from jaxdl.train.writers import MetricWriter, StepUnit, write_json
 
 __all__ = [
     "Diverged", "Fitted", "MetricWriter", "Task", "TaskBase", "TrainState", "create_train_state",
     "epoch_batches", "figure", "fit", "fresh_batches", "losses", "make_chunk", "make_evaluate",
     "make_train_chunk", "parallel", "plot_attention_maps", "plot_gradient_norms", "plot_learning_curves",
-    "run", "step_keys", "write_json",
+    "run", "StepUnit", "step_keys", "write_json",
 ]

@@ -22,13 +22,15 @@ from typing import Any, Protocol
 
 import jax
 import ml_collections
+import optax
 
+from jaxdl import optim as optim_lib
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.configs import to_dict
 from jaxdl.train import parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.loop import Diverged, run
-from jaxdl.train.writers import MetricWriter, console, write_atomic
+from jaxdl.train.writers import MetricWriter, StepUnit, console, write_atomic
 from jaxdl.utils.errors import JaxdlError, Preempted
 
 
@@ -44,6 +46,10 @@ class Task(Protocol):
       log interval).
     eval_every: steps between evaluations; 0: only at the end.
     desc: the progress bar's label.
+    unit: what the progress bar and TensorBoard count (a
+      :class:`jaxdl.train.writers.StepUnit`; ``TaskBase``: the steps
+      themselves). Checkpoints and ``metrics.jsonl``'s ``step`` always count
+      steps.
   """
 
   config: ml_collections.ConfigDict
@@ -52,6 +58,7 @@ class Task(Protocol):
   max_chunk: int
   eval_every: int
   desc: str
+  unit: StepUnit
 
   def run_chunk(self, state: Any, n) -> tuple[Any, Mapping[str, Any]]:
     """Advances ``state`` by ``n`` steps; returns it and the chunk's mean metrics."""
@@ -87,11 +94,13 @@ class TaskBase:
   """Defaults for the optional parts of a :class:`Task`.
 
   A subclass sets ``config``, ``state``, ``total_steps``, ``max_chunk``,
-  ``eval_every`` and ``mesh`` and defines ``run_chunk``, ``evaluate`` and
+  ``eval_every`` and ``mesh`` (and ``desc`` and ``unit`` where the defaults
+  do not fit) and defines ``run_chunk``, ``evaluate`` and
   ``headline``; it overrides the rest where its run differs.
   """
 
   desc = "train"
+  unit = StepUnit()
   mesh: jax.sharding.Mesh
 
   def param_path(self, state: Any, leaf: int) -> str:
@@ -110,7 +119,7 @@ class TaskBase:
 
 def validate_schedule(config: ml_collections.ConfigDict,
                       positive: tuple[str, ...] = ("steps", "batch_size", "log_every")) -> None:
-  """One-line errors for the keys :func:`fit` reads.
+  """One-line errors for the keys :func:`fit` reads, and for ``optim.extend_*``.
 
   Args:
     config: the run's config.
@@ -126,6 +135,29 @@ def validate_schedule(config: ml_collections.ConfigDict,
     raise JaxdlError(f"checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0: only at the end)")
   if config.optim.learning_rate <= 0:
     raise JaxdlError(f"optim.learning_rate={config.optim.learning_rate} must be > 0")
+  if config.optim.get("extend_from", 0):  # an extended run: its schedule's one-line errors, now
+    optim_lib.schedule_from_config(config.optim, t.steps)
+
+
+def optimizer_or(tx: optax.GradientTransformation | None, optim: Mapping[str, Any], total_steps: int,
+                 *, name: str = "tx") -> tuple[optax.GradientTransformation, optax.Schedule | None]:
+  """``(optimizer, schedule)``: the caller's ``tx`` if given, else the ``optim`` section's over ``total_steps``.
+
+  A Task that takes an optimizer from Python calls this: the caller's
+  optimizer has no schedule jaxdl knows of (None: no ``learning_rate``
+  metric), and the config's ``optim.*`` keys are not read for it, which is
+  said in one line.
+
+  Raises:
+    JaxdlError: ``tx`` is not an ``optax.GradientTransformation``.
+  """
+  if tx is None:
+    return optim_lib.from_config(optim, total_steps)
+  if not isinstance(tx, optax.GradientTransformation):
+    raise JaxdlError(f"{name} must be an optax.GradientTransformation (optax.adam(1e-3), ...), "
+                     f"not {type(tx).__name__}")
+  console(f"jaxdl: training with the optimizer passed in as {name}; the config's optim.* keys are not used for it")
+  return tx, None
 
 
 class _StopRequest:
@@ -168,7 +200,8 @@ def _stop_on_signals():
 # The final metrics every loop writes; a workdir that has them holds a finished run.
 METRICS_FILE = "metrics.json"
 # What "already finished" shows of a loop's metrics.json, the first that it has.
-_HEADLINE_KEYS = ("test_accuracy", "val_bpc", "eval_return_mean", "high_quality_fraction", "frechet_distance")
+_HEADLINE_KEYS = ("test_accuracy", "val_bpc", "eval_return_mean", "high_quality_fraction", "frechet_distance",
+                  "frechet_distance_raw")
 
 
 @dataclasses.dataclass
@@ -275,10 +308,11 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
     if restored is not None:
       host_state, start = restored
       state = task.place_restored(host_state, ckpt.directory)
-      console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
   if resuming and start == task.total_steps and (workdir / METRICS_FILE).is_file():
     ckpt.close()
-    return _already_finished(state, start, workdir, t.seed)
+    return _already_finished(state, start, workdir, t.seed)  # its one line, nothing else
+  if start:
+    console(f"jaxdl: resuming from step {start} ({ckpt.directory / str(start)})")
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     write_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
@@ -297,13 +331,14 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
     if (every > 0 and step % every == 0) or step == total_steps:
       save(step, state, metrics)
 
-  writer = MetricWriter(workdir, resume_step=start)
+  writer = MetricWriter(workdir, resume_step=start, unit=task.unit)
   try:
     with _stop_on_signals() as stop:
       state, summary = run(
           state, total_steps=total_steps, chunk_fn=task.run_chunk, eval_fn=task.evaluate,
           writer=writer, log_every=t.log_every, eval_every=task.eval_every, max_chunk=task.max_chunk,
-          checkpoint_every=every, hooks=[save_checkpoint], desc=task.desc, stop_requested=stop.requested)
+          checkpoint_every=every, hooks=[save_checkpoint], desc=task.desc, unit=task.unit,
+          stop_requested=stop.requested)
     if "stopped_at" in summary:
       at = summary["stopped_at"]
       if at not in saved:

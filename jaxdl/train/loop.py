@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxdl.train.writers import MetricWriter, progress_bar
+from jaxdl.train.writers import MetricWriter, StepUnit, progress_bar
 from jaxdl.utils.errors import JaxdlError
 
 ChunkFn = Callable[[Any, int], tuple[Any, Mapping[str, jax.Array]]]
@@ -58,6 +58,7 @@ def run(
     checkpoint_every: int = 0,
     hooks: Sequence[Hook] = (),
     desc: str = "train",
+    unit: StepUnit = StepUnit(),
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> tuple[Any, dict]:
   """Trains from ``state.step`` to ``total_steps``.
@@ -75,6 +76,7 @@ def run(
       resumed run splits the rest of training exactly as the original did.
     hooks: called as ``hook(step, state, metrics)`` after every chunk.
     desc: the progress bar's label.
+    unit: what the progress bar counts (``unit.per_step`` per step).
     stop_requested: asked after every chunk; True ends training there (a
       preemption signal arrived), and the summary's ``stopped_at`` says where.
 
@@ -88,7 +90,8 @@ def run(
   summary: dict[str, float] = {}
   t_start = time.perf_counter()
   t_first = None
-  bar = progress_bar(total_steps, initial=start, desc=desc)
+  scale = unit.per_step
+  bar = progress_bar(total_steps * scale, initial=start * scale, desc=desc, unit=unit.name)
   step = start
   try:
     for stop in stops:
@@ -110,7 +113,7 @@ def run(
       if t_first is None:
         t_first = time.perf_counter() - t_start
         step_first = step
-      bar.update(stop - bar.n)
+      bar.update(stop * scale - bar.n)
       bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in metrics.items()
                        if k in ("train/loss", "train/accuracy")}, refresh=False)
       if eval_fn is not None and (stop == total_steps or (eval_every > 0 and stop % eval_every == 0)):

@@ -5,7 +5,9 @@ latest intact checkpoint. Changing anything that alters the result (model,
 data, seed, optimizer, augmentation) is refused rather than silently mixing
 two runs; changing only how long it trains or how often it logs is allowed,
 and a longer run only where the learning-rate schedule does not span
-``train.steps``. While a run trains, :func:`lock` keeps a second process out.
+``train.steps``, or where ``optim.extend_from`` says how it goes on (see
+:func:`_check_extension`). While a run trains, :func:`lock` keeps a second
+process out.
 """
 
 import contextlib
@@ -14,19 +16,24 @@ import json
 import os
 import pathlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jaxdl.configs import flatten
 from jaxdl.utils.errors import JaxdlError
+from jaxdl.utils.io import write_atomic
 
 # Keys that may differ on resume: they change when things happen or where,
 # never what a step computes. (train.num_devices changes float rounding only.)
+# train.steps and optim.extend_* are checked together, by _check_extension.
 HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batch_size",
-            "train.num_devices", "train.distributed", "train.nan_policy", "checkpoint.")
+            "train.num_devices", "train.distributed", "train.nan_policy", "checkpoint.",
+            "optim.extend_from", "optim.extend_mode")
 # The lock file of a live run; it is not part of the run (an empty workdir
 # holding only a stale lock is still empty).
 LOCK_FILE = ".lock"
+# What a run trained on when that is arrays (a jaxdl.Dataset): written by record_dataset.
+DATA_FILE = "data.json"
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -82,20 +89,94 @@ def check(workdir: str | pathlib.Path, config: dict[str, Any], *, resume: bool) 
   return True
 
 
+def _layout(config: dict[str, Any]) -> tuple[int, int, str]:
+  """(train.steps, optim.extend_from, optim.extend_mode): how a flat config lays its schedule out."""
+  first = config.get("optim.extend_from", 0) or 0
+  return config.get("train.steps"), first, config.get("optim.extend_mode", "constant") if first else ""
+
+
 def _check_extension(workdir: pathlib.Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-  """A different ``train.steps`` is refused when the schedule spans it.
+  """A different ``train.steps`` is refused when it would change the schedule of the steps already taken.
 
   A cosine (or warmup-cosine, step, linear) schedule is laid out over
   ``train.steps``: resuming with another total would re-stretch it mid-run,
-  and the result would be neither the short run nor the long one.
+  and the result would be neither the short run nor the long one. Allowed:
+  the same layout; a run of N steps extended with ``optim.extend_from=N``
+  (its schedule kept up to N, then ``optim.extend_mode``'s segment); and an
+  extension whose segment is 'constant', run longer again.
   """
-  schedule = current.get("optim.schedule", "constant")
-  before, after = saved.get("train.steps"), current.get("train.steps")
-  if before is not None and after is not None and before != after and schedule != "constant":
+  if current.get("optim.schedule", "constant") == "constant":
+    return
+  (before, first_before, mode_before), (after, first, mode) = _layout(saved), _layout(current)
+  if before is None or after is None:
+    return
+  if (first_before, mode_before) == (first, mode):
+    if before == after or mode == "constant":  # a constant tail is the same at any length
+      return
+  elif first_before == 0 and first == before:  # extending the run it holds
+    return
+  schedule = current["optim.schedule"]
+  if first_before:
     raise JaxdlError(
-        f"workdir {workdir} holds a run of train.steps={before}; train.steps={after} would re-stretch "
-        f"its optim.schedule='{schedule}', which spans train.steps: resume with train.steps={before}, "
-        f"or start the longer run in another --workdir (a 'constant' schedule can be extended)")
+        f"workdir {workdir} holds a {first_before}-step run extended to train.steps={before} "
+        f"(optim.extend_mode={mode_before}); train.steps={after}, optim.extend_from={first} and "
+        f"optim.extend_mode={mode or 'constant'} would change its schedule: resume with train.steps={before}, "
+        f"optim.extend_from={first_before} and optim.extend_mode={mode_before}, or choose another --workdir")
+  if first:
+    raise JaxdlError(f"workdir {workdir} holds a run of train.steps={before}: optim.extend_from={first} must be "
+                     f"that run's train.steps={before}")
+  how = (f", extend it with --set optim.extend_from={before} (then optim.extend_mode=constant goes on at the "
+         f"final rate, restart lays the schedule out afresh over the new steps)"
+         if "optim.extend_from" in current else "")
+  raise JaxdlError(
+      f"workdir {workdir} holds a run of train.steps={before}; train.steps={after} would re-stretch its "
+      f"optim.schedule='{schedule}', which spans train.steps: resume with train.steps={before}{how}, or "
+      f"start the longer run in another --workdir")
+
+
+def record_inputs(workdir: pathlib.Path, filename: str, record: dict[str, Any], *, resuming: bool,
+                  digest_of: Callable[[dict], Any], refusal: Callable[[dict], str]) -> None:
+  """Writes what a run trains on (``record``) to ``workdir/filename``, or on resume checks it.
+
+  A run's config names its data, but data passed in from Python (arrays,
+  a text) is only known by its hash: this file keeps that hash, so a resume
+  with other inputs is refused instead of mixing two runs. Only process 0
+  writes.
+
+  Args:
+    workdir: the run's directory.
+    filename: the record's file name (``data.json``, ``vocab.json``).
+    record: JSON-able facts about the inputs, their SHA-256 among them.
+    resuming: whether the run resumes an earlier one.
+    digest_of: the SHA-256 in a record (this one or the saved one).
+    refusal: the one-line message for a saved record whose digest differs.
+
+  Raises:
+    JaxdlError: on resume, the saved record's digest is not this one's.
+  """
+  from jax import process_index  # noqa: PLC0415 -- see lock()
+
+  path = workdir / filename
+  if resuming and path.is_file():
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if digest_of(saved) != digest_of(record):
+      raise JaxdlError(refusal(saved))
+  elif process_index() == 0:
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=1) + "\n")
+
+
+def record_dataset(workdir: pathlib.Path, dataset: Any, *, resuming: bool) -> None:
+  """:func:`record_inputs` for a ``jaxdl.Dataset``: ``data.json`` with its SHA-256, shapes and sizes."""
+  ds = dataset
+  record = {"name": ds.name, "sha256": ds.sha256, "input_shape": list(ds.input_shape),
+            "num_classes": ds.num_classes, "num_train": ds.num_train, "num_test": ds.num_test}
+  record_inputs(
+      workdir, DATA_FILE, record, resuming=resuming, digest_of=lambda r: r.get("sha256"),
+      refusal=lambda saved: (
+          f"the data of the run in {workdir} ({saved.get('name')}, sha256 {str(saved.get('sha256'))[:12]}...) "
+          f"is not this data ({ds.name}, sha256 {ds.sha256[:12]}...): resume with the same data or choose "
+          f"another --workdir"))
 
 
 @contextlib.contextmanager

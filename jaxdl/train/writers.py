@@ -4,6 +4,7 @@ Only process 0 writes; other hosts get a writer that does nothing, so loops
 never branch on the process index themselves.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -25,6 +26,28 @@ def _plain(value):
   return value
 
 
+@dataclasses.dataclass(frozen=True)
+class StepUnit:
+  """What the progress bar and TensorBoard count: ``per_step`` of ``name`` per loop step.
+
+  A loop's step (what checkpoints, ``train.log_every``, ``train.eval_every``
+  and ``checkpoint.every_steps`` count) is not always the unit its user sets:
+  a DQN step is an iteration of ``env.num_envs`` environment steps per seed,
+  while ``train.env_steps`` counts environment steps. Such a loop shows
+  ``StepUnit("env_steps", num_envs)``: the bar and TensorBoard's step axis
+  count environment steps, and each ``metrics.jsonl`` record carries the
+  count under ``name`` beside its ``step``.
+  """
+
+  name: str = "steps"
+  per_step: int = 1
+
+  @property
+  def is_steps(self) -> bool:
+    """True for the default, the loop's own steps (nothing is added to records)."""
+    return self == StepUnit()
+
+
 def write_json(path: str | os.PathLike, obj: Mapping) -> None:
   """Writes a flat dict as JSON, atomically."""
   write_atomic(path, json.dumps({k: _plain(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
@@ -40,11 +63,15 @@ class MetricWriter:
       kept (and loaded into ``history``), later ones, written after that
       checkpoint by the interrupted run, are dropped so each step appears
       once. 0 starts a fresh log.
+    unit: what TensorBoard's step axis counts (:class:`StepUnit`); records
+      keep the loop's ``step`` and, for another unit, add its count.
   """
 
-  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = True, resume_step: int = 0):
+  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = True, resume_step: int = 0,
+               unit: StepUnit = StepUnit()):
     self.active = jax.process_index() == 0
     self.workdir = pathlib.Path(workdir)
+    self.unit = unit
     self.history: list[dict] = []
     self._tb = None
     self._jsonl = None
@@ -66,20 +93,22 @@ class MetricWriter:
       from tensorboardX import SummaryWriter  # heavy import, only when used
       # purge_step hides events an interrupted run wrote after its checkpoint.
       self._tb = SummaryWriter(str(self.workdir / "tb"), flush_secs=30,
-                               purge_step=resume_step + 1 if resume_step else None)
+                               purge_step=resume_step * unit.per_step + 1 if resume_step else None)
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
-    """Records scalars (keys like ``train/loss``) at an optimizer step."""
-    record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+    """Records scalars (keys like ``train/loss``) at loop step ``step``."""
+    scalars = {k: _plain(v) for k, v in metrics.items()}
+    counted = int(step) * self.unit.per_step
+    record = {"step": int(step), **({} if self.unit.is_steps else {self.unit.name: counted}), **scalars}
     self.history.append(record)
     if not self.active:
       return
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
     if self._tb is not None:
-      for key, value in record.items():
-        if key != "step" and isinstance(value, (int, float)):
-          self._tb.add_scalar(key, value, int(step))
+      for key, value in scalars.items():
+        if isinstance(value, (int, float)):
+          self._tb.add_scalar(key, value, counted)
 
   def close(self) -> None:
     if self._jsonl is not None:
@@ -90,11 +119,11 @@ class MetricWriter:
       self._tb = None
 
 
-def progress_bar(total: int, *, initial: int = 0, desc: str = "train"):
+def progress_bar(total: int, *, initial: int = 0, desc: str = "train", unit: str = "step"):
   """A tqdm bar on stderr (notebook-aware), silent on hosts other than 0."""
   from tqdm.auto import tqdm
 
-  return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
+  return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
               disable=jax.process_index() != 0, file=sys.stderr, mininterval=0.5)
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, killed_after_save, run_cli
+from cli_helpers import assert_one_line_error, killed_after_save, run_cli, tensorboard_steps
 from jaxdl import checkpoint, cli, configs, envs
 from jaxdl.loops.dqn import agent as agent_lib
 from jaxdl.loops.dqn import buffer, jitted
@@ -207,6 +207,18 @@ def test_short_jitted_run_beats_a_random_policy(small_run):
   assert (workdir / "learning_curves.png").stat().st_size > 10_000
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert all("train/episode_return/seed1" in r for r in records)
+
+
+def test_tensorboard_counts_env_steps_and_metrics_jsonl_both(small_run):
+  workdir, _ = small_run
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  # step: the iteration (as checkpoints count it); env_steps: per seed, the unit of train.env_steps.
+  assert [r["step"] for r in records] == list(range(250, 1501, 250))
+  assert [r["env_steps"] for r in records] == list(range(2000, 12001, 2000))
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())[-1] == 1500
+  steps = tensorboard_steps(workdir / "tb")
+  assert steps["train/loss"] == list(range(2000, 12001, 2000)) and steps["test/return"] == [12000]
+  assert "env_steps" not in steps
 
 
 def test_keep_best_picks_per_seed_and_prefers_the_newer_policy_on_a_tie():

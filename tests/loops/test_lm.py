@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,7 @@ import optax
 import pytest
 
 from cli_helpers import assert_one_line_error, killed_after_save, run_cli
-from jaxdl import configs, models, optim, train
+from jaxdl import checkpoint, configs, models, optim, train
 from jaxdl.loops import lm
 from jaxdl.data import text
 from jaxdl.train.state import TrainState
@@ -227,6 +228,32 @@ def test_non_ascii_text_trains_saves_its_vocabulary_and_samples(capsys, tmp_path
                          *_tiny(corpus), "--set", "train.num_devices=1")
   assert_one_line_error(code, err, "changed since the run", str(workdir))
   assert json.loads((workdir / "metrics.json").read_text()) == metrics
+
+
+def test_your_own_text_and_optimizer_from_python_keep_the_whole_run(repo_root, tmp_path):
+  config, _ = configs.load_preset(repo_root / "experiments" / "charlm_lstm.py")
+  configs.apply_overrides(config, ["data.seq_len=16", "train.steps=20", "checkpoint.every_steps=10",
+                                   "train.batch_size=16", "model.hidden=16", "model.embed_dim=8", "train.eval_every=0",
+                                   "train.log_every=10", "train.num_devices=1", "optim.warmup_steps=0"])
+  words = "Pack my box with five dozen liquor jugs; how vexingly quick daft zebras jump. " * 40
+  frozen = optax.sgd(0.0)  # parameters that never move: proof that this optimizer is the one used
+  state, metrics = lm.train_and_evaluate(config, tmp_path, text=words, tx=frozen)
+  assert metrics["corpus_sha256"] == hashlib.sha256(words.encode()).hexdigest() and metrics["steps"] == 20
+  assert metrics["corpus_chars"] == len(words) and metrics["val_bpc"] > 0
+  halfway = checkpoint.Checkpointer(tmp_path / "checkpoints").restore(10, jax.device_get(state))
+  chex.assert_trees_all_equal(halfway.params, jax.device_get(state.params))
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert records and not any("train/learning_rate" in r for r in records)  # no schedule jaxdl knows of
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert (saved["data"]["name"], saved["data"]["path"]) == ("text", "")
+  assert json.loads((tmp_path / "vocab.json").read_text())["chars"] == sorted(set(words))
+  assert set((tmp_path / "sample.txt").read_text()) <= set(words) | {"\n"}  # decoded with the saved vocabulary
+  assert (tmp_path / "learning_curves.png").is_file()
+  # Another text on resume is refused in one line; so is a text that is not a str.
+  with pytest.raises(JaxdlError, match="the text passed in changed since the run"):
+    lm.train_and_evaluate(config, tmp_path, text=words[::-1], tx=frozen)  # the same characters, reordered
+  with pytest.raises(JaxdlError, match="text must be a str"):
+    lm.LMTask(config, text=words.encode())
 
 
 @pytest.mark.parametrize("content, words", [

@@ -9,8 +9,9 @@ import ml_collections
 import numpy as np
 import optax
 
+from cli_helpers import tensorboard_steps
 from jaxdl import configs
-from jaxdl.train import TaskBase, TrainState, fit, fresh_batches, make_chunk, parallel
+from jaxdl.train import StepUnit, TaskBase, TrainState, fit, fresh_batches, make_chunk, parallel
 
 
 def line_batch(key, data):
@@ -79,3 +80,16 @@ def test_a_longer_run_of_the_same_task_resumes_bit_exactly(tmp_path):
   resumed = fit(LineTask(steps=150), tmp_path / "resumed")
   assert resumed.start == 100
   chex.assert_trees_all_equal(jax.device_get(resumed.state.params), jax.device_get(straight.params))
+
+
+def test_a_task_shows_its_own_unit_on_the_bar_and_in_tensorboard(tmp_path, capsys):
+  task = LineTask(steps=100)
+  task.unit = StepUnit("samples", 32)  # a step draws 32 examples: the bar and TensorBoard count those
+  fit(task, tmp_path)
+  bar = capsys.readouterr().err
+  assert "3200/3200" in bar and "samples/s" in bar
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [(r["step"], r["samples"]) for r in records] == [(25, 800), (50, 1600), (75, 2400), (100, 3200)]
+  assert tensorboard_steps(tmp_path / "tb")["train/loss"] == [800, 1600, 2400, 3200]
+  # Checkpoints keep counting the task's steps.
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [50, 100]

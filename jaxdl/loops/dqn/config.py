@@ -5,6 +5,13 @@ environments once and then takes ``train.updates_per_iteration`` optimizer
 steps. ``train.env_steps`` (per seed), ``train.learning_starts`` and the
 epsilon decay count environment steps; ``train.log_every``,
 ``train.eval_every`` and ``checkpoint.every_steps`` count iterations.
+
+What a run shows counts environment steps per seed, the unit of
+``train.env_steps``: the progress bar and TensorBoard's step axis. The
+checkpoints (``checkpoints/ITERATION``) count iterations, and so does
+``metrics.jsonl``'s ``step``, so a record lines up with the checkpoint and
+the ``log_every`` interval it was written at; each record also carries
+``env_steps`` (``step * env.num_envs``, per seed).
 """
 
 import functools

@@ -18,7 +18,7 @@ from jaxdl.loops.dqn.jitted import RunState, keep_best
 from jaxdl.loops.dqn.plots import plot_returns
 from jaxdl.loops.dqn.runner import DQNRunner, make_runner
 from jaxdl.train.fit import TaskBase, fit
-from jaxdl.train.writers import console, write_json
+from jaxdl.train.writers import StepUnit, console, write_json
 from jaxdl.utils.tree import param_count, tree_sha256
 
 
@@ -32,7 +32,9 @@ class DQNTask(TaskBase):
 
   A step of this loop is an *iteration* (``env.num_envs`` env steps of every
   seed, then the updates); a chunk is at most one log interval long.
-  ``train.eval_every=0`` evaluates only at the end.
+  ``train.eval_every=0`` evaluates only at the end. The progress bar and
+  TensorBoard count environment steps per seed, the unit of
+  ``train.env_steps`` (``unit``).
   """
 
   desc = "dqn"
@@ -42,6 +44,7 @@ class DQNTask(TaskBase):
     t, self.setup = config.train, runner.setup
     self.state = runner.init()
     self.total_steps, self.max_chunk, self.eval_every = self.setup.iterations, t.log_every, t.eval_every
+    self.unit = StepUnit("env_steps", self.setup.num_envs)  # per seed, as train.env_steps counts
     self.select_best = config.eval.select == "best"
     self.validate_every = config.eval.validate_every or t.log_every
     self.last_returns = None  # (S, episodes) of the newest evaluation
@@ -94,8 +97,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains DQN as the config says (``train.num_seeds`` seeds at once) and evaluates it greedily.
 
   Writes into ``workdir``: ``config.json``, ``metrics.jsonl`` (per-seed
-  training returns per log, greedy returns per evaluation), TensorBoard
-  events, ``checkpoints/``, ``learning_curves.png`` (with the reported return marked) and ``metrics.json`` with
+  training returns per log, greedy returns per evaluation; each record's
+  ``step`` is the iteration and ``env_steps`` the env steps per seed),
+  TensorBoard events (against env steps per seed), ``checkpoints/``, ``learning_curves.png`` (with the reported return marked) and ``metrics.json`` with
   ``eval_return_mean`` (over seeds of each seed's mean over
   ``eval.episodes`` greedy episodes), ``eval_return_std`` (across seeds),
   ``eval_return_per_seed``, ``env_steps`` (all seeds), ``env_steps_per_second``,

@@ -30,7 +30,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.checkpoint = configs.checkpoint_section()
   config.checkpoint.every_steps = 1000
 
-  config.optim = configs.optim_section()
+  config.optim = configs.optim_section(extendable=True)
   config.optim.b1 = 0.5  # Radford et al. (2016, sec. 4): 0.9 oscillated
   config.optim.b2 = 0.999
 

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxdl import data as data_lib
-from jaxdl import optim as optim_lib
 from jaxdl.data import toy2d
 from jaxdl.loops.gan.config import validate
 from jaxdl.loops.gan.metrics import (CONFIDENCE, digits_classifier, frechet_distance, image_metrics,
@@ -26,8 +26,10 @@ from jaxdl.loops.gan.state import GANState, create_gan_state
 from jaxdl.loops.gan.step import gan_step, make_gan_chunk, sample_generator
 from jaxdl.models import gan as gan_models
 from jaxdl.train import parallel
-from jaxdl.train.fit import TaskBase, build_and_fit, leaf_path
+from jaxdl.train import workdir as workdir_lib
+from jaxdl.train.fit import TaskBase, build_and_fit, leaf_path, optimizer_or
 from jaxdl.train.writers import console, write_json
+from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
 
 
@@ -39,32 +41,50 @@ class GANTask(TaskBase):
   """Everything a GAN run needs, built from a config and checked.
 
   Building it validates the config, builds the data, both networks and the
-  state, so bad input fails here, before anything is written.
+  state, so bad input fails here, before anything is written. ``data`` (a
+  ``jaxdl.Dataset``: its ``x_train`` is the real data, its ``x_test`` the
+  held-out reference) replaces ``data.name``; ``g_tx`` and ``d_tx``, Optax
+  optimizers, replace the ``optim`` section for the generator and the
+  discriminator.
 
   Attributes:
     config, mesh, generator, discriminator, state, step (bound, pure),
     chunk (jitted, donating the state), data (on the device), mixture (2-D
-    data) or dataset (images), sample_shape, and the
-    :class:`jaxdl.train.fit.Task` fields.
+    data) or dataset (images, or the arrays passed in), own_data,
+    sample_shape, and the :class:`jaxdl.train.fit.Task` fields.
   """
 
   desc = "gan"
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, *, data: data_lib.Dataset | None = None,
+               g_tx: optax.GradientTransformation | None = None,
+               d_tx: optax.GradientTransformation | None = None):
     validate(config)
+    self.mixture = self.dataset = None
+    self.own_data = data is not None
+    if self.own_data:
+      if not isinstance(data, data_lib.Dataset):
+        raise JaxdlError(f"data must be a jaxdl.Dataset (jaxdl.Dataset.from_arrays(name, x_train, y_train, "
+                         f"x_test, y_test); the labels are not used), not {type(data).__name__}")
+      if data.num_test < 2:
+        raise JaxdlError(f"the data passed in has {data.num_test} test example(s): the samples are scored "
+                         f"against x_test, which needs at least 2")
+      self.dataset = data
+      config = ml_collections.ConfigDict(config.to_dict())  # config.json names the arrays passed in
+      config.data.name, config.data.path = data.name, ""
     self.config = config
     t, g, m = config.train, config.gan, config.model
     self.mesh = parallel.make_mesh(t.num_devices)
     parallel.check_divisible(t.batch_size, self.mesh)
-    self.mixture = self.dataset = None
-    if config.data.name in toy2d.TOY2D:
+    if not self.own_data and config.data.name in toy2d.TOY2D:
       self.mixture = toy2d.load_toy2d(config.data.name)
       self.sample_shape = (2,)
       self.data = {}
       mixture = self.mixture
       real_fn = lambda key, data, n: mixture.sample(key, n)
     else:
-      self.dataset = data_lib.load_dataset(config.data.name, config.data.path or None)
+      if self.dataset is None:
+        self.dataset = data_lib.load_dataset(config.data.name, config.data.path or None)
       self.sample_shape = self.dataset.input_shape
       self.data = {"x": parallel.put_replicated(self.dataset.x_train, self.mesh)}
       num = self.dataset.num_train
@@ -75,11 +95,11 @@ class GANTask(TaskBase):
         g_features=_tuple(m.g_features), d_features=_tuple(m.d_features), activation=m.activation,
         d_activation=m.d_activation, g_batchnorm=m.g_batchnorm, spectral_norm=g.spectral_norm,
         conv_impl=m.conv_impl)
-    g_tx, self.schedule = optim_lib.from_config(config.optim, t.steps)
+    g_tx, self.schedule = optimizer_or(g_tx, config.optim, t.steps, name="g_tx")
     d_optim = dict(config.optim)
     if g.d_learning_rate > 0:
       d_optim["learning_rate"] = g.d_learning_rate
-    d_tx, _ = optim_lib.from_config(d_optim, t.steps)
+    d_tx, _ = optimizer_or(d_tx, d_optim, t.steps, name="d_tx")
     sample_x = jnp.zeros((2, *self.sample_shape), jnp.float32)
     state = create_gan_state(self.generator, self.discriminator, g_tx, d_tx, jax.random.PRNGKey(t.seed),
                              latent_dim=g.latent_dim, sample_x=sample_x)
@@ -96,7 +116,7 @@ class GANTask(TaskBase):
     self.eval_z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(t.seed), 3),
                                     (g.num_eval_samples, g.latent_dim), jnp.float32)
     self._sample = jax.jit(lambda state, z: sample_generator(state, z).reshape(-1, *self.sample_shape))
-    self.classify = self.reference_feats = self.class_fractions = None
+    self.classify = self.reference_feats = self.class_fractions = self.reference_raw = None
     # Real data is drawn fresh each step: no epochs, so a chunk may run to the end.
     self.total_steps = self.max_chunk = t.steps
     self.eval_every = t.eval_every  # 0: only at the end
@@ -123,10 +143,10 @@ class GANTask(TaskBase):
             f"{t.steps} steps of batch {t.batch_size}")
 
   def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
-    del resuming
     self.workdir = workdir
     if self.dataset is not None:
-      self.baselines.update(self.prepare_image_metrics())
+      workdir_lib.record_dataset(workdir, self.dataset, resuming=resuming)  # data.json: other data is refused
+      self.baselines.update(self.prepare_raw_metrics() if self.own_data else self.prepare_image_metrics())
 
   def samples(self, state: GANState) -> np.ndarray:
     """The EMA generator's samples for the fixed evaluation latents, on the host."""
@@ -143,9 +163,22 @@ class GANTask(TaskBase):
             "confident_fraction_real": float(np.mean(test_probs.max(1) >= CONFIDENCE)),
             "classifier_test_accuracy": info["test_accuracy"]}
 
+  def prepare_raw_metrics(self) -> dict[str, float]:
+    """For the arrays passed in: the held-out reference, and the distance between the real splits.
+
+    No feature network knows the user's data, so the Frechet distance is
+    taken on the raw values (each example flattened): it compares the
+    samples' means and covariances with the held-out examples'.
+    """
+    ds = self.dataset
+    self.reference_raw = ds.x_test.reshape(ds.num_test, -1)
+    return {"frechet_distance_raw_real": frechet_distance(ds.x_train.reshape(ds.num_train, -1), self.reference_raw)}
+
   def score(self, state: GANState) -> tuple[dict[str, float], np.ndarray]:
     """Metrics of the EMA generator's samples, and the samples."""
     samples = self.samples(state)
+    if self.own_data:
+      return {"frechet_distance_raw": frechet_distance(samples.reshape(len(samples), -1), self.reference_raw)}, samples
     if self.mixture is not None:
       m = jax.device_get(mode_metrics(jnp.asarray(samples), jnp.asarray(self.mixture.centers),
                                       self.mixture.sigma))
@@ -166,8 +199,10 @@ class GANTask(TaskBase):
       path.parent.mkdir(parents=True, exist_ok=True)
       if self.mixture is not None:
         plot_samples_2d(samples, self.mixture.centers, path, title=label)
-      else:
+      elif self.dataset.kind == "image":
         plot_image_grid(samples, path, title=label)
+      elif self.sample_shape == (2,):  # points passed in: over held-out real ones
+        plot_samples_2d(samples, self.dataset.x_test[:200], path, title=label, reference_label="held-out data")
     return metrics
 
   @property
@@ -179,7 +214,9 @@ class GANTask(TaskBase):
 GANExperiment = GANTask
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[GANState, dict]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       data: data_lib.Dataset | None = None, g_tx: optax.GradientTransformation | None = None,
+                       d_tx: optax.GradientTransformation | None = None) -> tuple[GANState, dict]:
   """Trains a GAN as the config says and scores its EMA generator.
 
   Writes into ``workdir``: ``config.json``, ``metrics.jsonl``, TensorBoard
@@ -194,11 +231,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   Args:
     config: a config from ``jaxdl.loops.gan.default_config()`` or a GAN preset.
     workdir: the run's output directory.
+    data: your own arrays (``jaxdl.Dataset.from_arrays``; labels unused)
+      instead of ``data.name``: ``x_train`` is the real data, ``x_test`` the
+      reference the samples are scored against, by ``frechet_distance_raw``
+      (the Frechet distance on raw values; ``frechet_distance_raw_real`` is
+      the real splits' own). ``config.json`` names them and ``data.json``
+      holds their hash, so a resume with other arrays is refused. Image
+      samples are drawn as grids, 2-D points over held-out ones.
+    g_tx, d_tx: your own Optax optimizers for the generator and the
+      discriminator instead of the ``optim`` section (and
+      ``gan.d_learning_rate``); they are not in ``config.json``: resume
+      with the same ones.
 
   Returns:
     The final state and the final metrics dict.
   """
-  task, fitted, t0 = build_and_fit(lambda: GANTask(config), config, workdir)
+  task, fitted, t0 = build_and_fit(lambda: GANTask(config, data=data, g_tx=g_tx, d_tx=d_tx), config, workdir)
   workdir = pathlib.Path(workdir)
   if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
     return fitted.state, fitted.finished
@@ -215,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "g_param_count": param_count(state.g_params),
       "d_param_count": param_count(state.d_params),
       "num_devices": int(task.mesh.devices.size),
-      "dataset": config.data.name,
+      "dataset": task.config.data.name,
       "model": config.model.name,
       "loss": config.gan.loss,
   }

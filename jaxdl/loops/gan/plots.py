@@ -8,12 +8,13 @@ import numpy as np
 from jaxdl.train.plots import figure
 
 
-def plot_samples_2d(samples: np.ndarray, centers: np.ndarray, path, *, title: str = "") -> pathlib.Path:
-  """A scatter of generated points over the true modes, as PNG."""
+def plot_samples_2d(samples: np.ndarray, centers: np.ndarray, path, *, title: str = "",
+                    reference_label: str = "modes") -> pathlib.Path:
+  """A scatter of generated points over the true modes (or other reference points), as PNG."""
   fig = figure(4.2, 4.2)
   ax = fig.subplots()
   ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue", label="generated")
-  ax.scatter(centers[:, 0], centers[:, 1], s=40, marker="x", color="tab:red", label="modes")
+  ax.scatter(centers[:, 0], centers[:, 1], s=40, marker="x", color="tab:red", label=reference_label)
   span = np.abs(centers).max() * 1.35
   ax.set_xlim(-span, span)
   ax.set_ylim(-span, span)

@@ -22,7 +22,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.train.eval_batch_size = 1000  # validation windows per batch
 
   config.checkpoint = configs.checkpoint_section()
-  config.optim = configs.optim_section()
+  config.optim = configs.optim_section(extendable=True)
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "pystdlib"  # or "text" with data.path

@@ -8,7 +8,6 @@ on exactly the same validation targets, are the baselines.
 """
 
 import functools
-import json
 import math
 import pathlib
 import time
@@ -18,16 +17,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxdl import models as models_lib
-from jaxdl import optim as optim_lib
 from jaxdl.data import text as text_lib
 from jaxdl.loops.lm.config import validate
 from jaxdl.loops.lm.sampling import VOCAB_FILE, build_model, generate
 from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk
 from jaxdl.train import parallel
+from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.evaluate import make_evaluate
-from jaxdl.train.fit import TaskBase, build_and_fit
+from jaxdl.train.fit import TaskBase, build_and_fit, optimizer_or
 from jaxdl.train.plots import plot_attention_maps, plot_learning_curves
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.writers import console, write_json, write_atomic
@@ -45,7 +45,8 @@ class LMTask(TaskBase):
 
   Building it validates the config, reads the text, splits it, builds and
   initialises the model: every bad input fails here, before anything is
-  written.
+  written. ``text`` (a ``str``) and ``tx`` (an Optax optimizer) replace
+  ``data.name`` / ``data.path`` and the ``optim`` section.
 
   Attributes:
     config, corpus, train_tokens, val_tokens, val_windows, model, mesh,
@@ -53,18 +54,25 @@ class LMTask(TaskBase):
     state), steps_per_epoch, and the :class:`jaxdl.train.fit.Task` fields.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, *, text: str | None = None,
+               tx: optax.GradientTransformation | None = None):
     validate(config)
+    if text is None:
+      self.corpus = corpus = text_lib.load_text(config.data.name, config.data.path or None)
+    else:
+      self.corpus = corpus = text_lib.corpus_from_text(text)
+      # config.json says what was read: a text from Python, known by vocab.json's sha256.
+      config = ml_collections.ConfigDict(config.to_dict())
+      config.data.name, config.data.path = "text", ""
     self.config = config
     t, seq_len = config.train, config.data.seq_len
-    self.corpus = corpus = text_lib.load_text(config.data.name, config.data.path or None)
     self.train_tokens, self.val_tokens = text_lib.split_by_position(
         corpus.ids, config.data.val_fraction)
     self._check_length()
     self.mesh = parallel.make_mesh(t.num_devices)
     parallel.check_divisible(t.batch_size, self.mesh)
     self.model, _ = build_model(config, corpus.vocab_size)
-    tx, self.schedule = optim_lib.from_config(config.optim, t.steps)
+    tx, self.schedule = optimizer_or(tx, config.optim, t.steps)
     state = create_train_state(self.model, tx, jax.random.PRNGKey(t.seed),
                                jnp.zeros((2, seq_len), jnp.int32))
     self.state = parallel.put_replicated(state, self.mesh)
@@ -85,10 +93,16 @@ class LMTask(TaskBase):
     self.total_steps, self.max_chunk = t.steps, self.steps_per_epoch
     self.eval_every = t.eval_every or self.steps_per_epoch  # 0: once per epoch
 
+  @property
+  def where(self) -> str:
+    """The text's name in messages: ``data.path=FILE``, ``data.name=pystdlib`` or the text passed in."""
+    if self.corpus.name != "text":
+      return f"data.name={self.corpus.name}"
+    return f"data.path={self.config.data.path}" if self.config.data.path else "the text passed in"
+
   def _check_length(self) -> None:
-    config, corpus = self.config, self.corpus
+    config, corpus, where = self.config, self.corpus, self.where
     seq_len, batch_size, val_fraction = config.data.seq_len, config.train.batch_size, config.data.val_fraction
-    where = f"data.path={config.data.path}" if corpus.name == "text" else f"data.name={corpus.name}"
     # A training batch needs batch_size windows of the tiling (see
     # make_lm_chunk), validation at least one window of T + 1 tokens.
     need_train = (batch_size + 1) * seq_len
@@ -116,18 +130,15 @@ class LMTask(TaskBase):
             f"device(s), {t.steps} steps of {t.batch_size} windows of {config.data.seq_len}")
 
   def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
-    """Writes ``vocab.json``, or on resume refuses a text that changed since the run began."""
-    corpus, path = self.corpus, workdir / VOCAB_FILE
-    if resuming and path.is_file():
-      saved = json.loads(path.read_text(encoding="utf-8"))
-      if saved.get("corpus", {}).get("sha256") != corpus.info["sha256"]:
-        where = f"data.path={self.config.data.path}" if corpus.name == "text" else corpus.name
-        raise JaxdlError(f"{where} changed since the run in {workdir} started (its sha256 differs); "
-                         f"choose another --workdir")
-    elif jax.process_index() == 0:
-      workdir.mkdir(parents=True, exist_ok=True)
-      record = {"chars": list(corpus.vocab), "corpus": corpus.info}
-      write_atomic(path, json.dumps(record, indent=1) + "\n")
+    """Writes ``vocab.json``, or on resume refuses a text that is not the one the run began on."""
+    corpus = self.corpus
+    workdir_lib.record_inputs(
+        workdir, VOCAB_FILE, {"chars": list(corpus.vocab), "corpus": corpus.info}, resuming=resuming,
+        digest_of=lambda record: record.get("corpus", {}).get("sha256"),
+        refusal=lambda saved: (f"{self.where} changed since the run in {workdir} started (its sha256 "
+                               f"{corpus.info['sha256'][:12]}... differs from the run's "
+                               f"{str(saved.get('corpus', {}).get('sha256'))[:12]}...); resume with the "
+                               f"same text or choose another --workdir"))
 
   def baselines(self) -> dict[str, float]:
     """Unigram and bigram bits per character on the validation targets the model is scored on."""
@@ -142,8 +153,9 @@ class LMTask(TaskBase):
 LMExperiment = LMTask
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | pathlib.Path) -> tuple[TrainState, dict]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       text: str | None = None,
+                       tx: optax.GradientTransformation | None = None) -> tuple[TrainState, dict]:
   """Trains a character-level language model as the config says.
 
   Writes into ``workdir``: ``config.json``, ``vocab.json`` (the characters in
@@ -163,11 +175,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Args:
     config: a language-model preset's config (``jaxdl.loops.lm.default_config()``).
     workdir: the run's output directory.
+    text: your own text (a ``str``) instead of ``data.name`` / ``data.path``;
+      ``config.json`` then says ``data.name=text`` with no path, and
+      ``vocab.json`` holds the text's SHA-256, so a resume with another text
+      is refused.
+    tx: your own Optax optimizer instead of the ``optim`` section (it is not
+      in ``config.json``: resume with the same one).
 
   Returns:
     The final state and the final metrics dict.
   """
-  task, fitted, t0 = build_and_fit(lambda: LMTask(config), config, workdir)
+  task, fitted, t0 = build_and_fit(lambda: LMTask(config, text=text, tx=tx), config, workdir)
   workdir = pathlib.Path(workdir)
   corpus = task.corpus
   if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
@@ -198,7 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   }
   if jax.process_index() == 0:
     _write_extras(task, {"params": jax.device_get(state.params)}, workdir)
-    where = pathlib.Path(config.data.path).name if corpus.name == "text" else corpus.name
+    where = pathlib.Path(task.config.data.path).name if task.config.data.path else corpus.name
     plot_learning_curves(fitted.history, workdir / "learning_curves.png", test_label="validation",
                          title=f"{config.model.name} on {where}")
     final["wall_seconds"] = time.perf_counter() - t0

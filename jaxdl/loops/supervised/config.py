@@ -23,7 +23,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.train.label_smoothing = 0.0
 
   config.checkpoint = configs.checkpoint_section()
-  config.optim = configs.optim_section()
+  config.optim = configs.optim_section(extendable=True)
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "digits"

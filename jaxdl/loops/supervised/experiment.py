@@ -6,7 +6,6 @@ fails before anything is written) and is what ``jaxdl.train.fit`` drives;
 """
 
 import functools
-import json
 import pathlib
 
 import jax
@@ -16,16 +15,16 @@ import optax
 
 from jaxdl import data as data_lib
 from jaxdl import models as models_lib
-from jaxdl import optim as optim_lib
 from jaxdl.loops.supervised.config import validate
 from jaxdl.loops.supervised.step import LossFn, eval_step, train_step
 from jaxdl.train import parallel
+from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.chunk import make_train_chunk
 from jaxdl.train.evaluate import make_evaluate
-from jaxdl.train.fit import TaskBase, build_and_fit
+from jaxdl.train.fit import TaskBase, build_and_fit, optimizer_or
 from jaxdl.train.plots import plot_attention_maps, plot_gradient_norms, plot_learning_curves
 from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.train.writers import console, write_atomic, write_json
+from jaxdl.train.writers import console, write_json
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -75,11 +74,7 @@ class SupervisedTask(TaskBase):
     self.config = config
     self.mesh = parallel.make_mesh(t.num_devices)
     parallel.check_divisible(t.batch_size, self.mesh)
-    if tx is None:
-      tx, self.schedule = optim_lib.from_config(config.optim, t.steps)
-    else:  # the caller's optimizer: optim.* is not read
-      self.schedule = None
-      console("jaxdl: training with the optimizer passed in; the config's optim.* keys are not used")
+    tx, self.schedule = optimizer_or(tx, config.optim, t.steps)
     self.model, self.state = build_model_state(config, ds, self.mesh, tx)
     augment = data_lib.make_augment(
         shift=config.augment.shift, flip=config.augment.flip, noise=config.augment.noise,
@@ -108,18 +103,7 @@ class SupervisedTask(TaskBase):
 
   def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
     """Writes ``data.json`` (what the run trains on), or on resume refuses data that changed."""
-    ds, path = self.dataset, workdir / DATA_FILE
-    record = {"name": ds.name, "sha256": ds.sha256, "input_shape": list(ds.input_shape),
-              "num_classes": ds.num_classes, "num_train": ds.num_train, "num_test": ds.num_test}
-    if resuming and path.is_file():
-      saved = json.loads(path.read_text())
-      if saved.get("sha256") != record["sha256"]:
-        raise JaxdlError(f"the data of the run in {workdir} ({saved.get('name')}, sha256 "
-                         f"{str(saved.get('sha256'))[:12]}...) is not this data ({ds.name}, sha256 "
-                         f"{record['sha256'][:12]}...): resume with the same data or choose another --workdir")
-    elif jax.process_index() == 0:
-      workdir.mkdir(parents=True, exist_ok=True)
-      write_atomic(path, json.dumps(record, indent=1) + "\n")
+    workdir_lib.record_dataset(workdir, self.dataset, resuming=resuming)
 
   def headline(self, state: TrainState) -> str:
     ds, t = self.dataset, self.config.train
@@ -132,8 +116,8 @@ class SupervisedTask(TaskBase):
 # Kept for code written against the earlier name.
 Experiment = SupervisedTask
 
-# What a run trained on, for resume checks and for ``load_run``.
-DATA_FILE = "data.json"
+# What a run trained on, for resume checks and for ``load_run`` (written by record_dataset).
+DATA_FILE = workdir_lib.DATA_FILE
 
 
 def _check_data(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> data_lib.Dataset:
