@@ -33,6 +33,8 @@ SHORT = {
     "dqn_cartpole": ["train.env_steps=4000", "train.learning_starts=1000", "train.num_seeds=2",
                      "train.seed_groups=1"],
     "dqn_cartpole_gym": ["train.env_steps=1200", "train.learning_starts=400"],
+    "alphazero_tictactoe": ["train.steps=20", "buffer.min_size=512", "eval.games=40",
+                            "eval.opponents=('random',)"],
 }
 KEYS = ("params_sha256", "state_sha256")
 

@@ -9,6 +9,13 @@ import os
 _FLAG = "--xla_force_host_platform_device_count=8"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+# 8 virtual devices share 2 cores with the other xdist worker: a device thread
+# starved for long enough made XLA abort a collective ("Expected 8 threads to
+# join the rendezvous, but only 6 of them arrived on time"). Starvation is not
+# a deadlock here, so the suite waits longer before calling it one.
+_TIMEOUT = "--xla_cpu_collective_call_terminate_timeout_seconds=600"
+if "collective_call_terminate_timeout" not in os.environ["XLA_FLAGS"]:
+  os.environ["XLA_FLAGS"] += f" {_TIMEOUT}"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # One persistent XLA compilation cache for the whole session: set here, in the

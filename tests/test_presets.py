@@ -30,7 +30,8 @@ SHRUNK = {
 }
 # The other loops' presets learn in those loops' own test modules, on their own
 # metrics (bits per character, modes covered, episode return).
-ELSEWHERE = {"lm": "loops/test_lm.py", "gan": "loops/test_gan.py", "dqn": "loops/test_dqn.py"}
+ELSEWHERE = {"lm": "loops/test_lm.py", "gan": "loops/test_gan.py", "dqn": "loops/test_dqn.py",
+             "alphazero": "loops/test_alphazero.py"}
 
 
 def test_every_preset_is_covered(repo_root):

@@ -17,6 +17,7 @@ LOOPS = {
     "lm": "jaxdl.loops.lm",
     "gan": "jaxdl.loops.gan",
     "dqn": "jaxdl.loops.dqn",
+    "alphazero": "jaxdl.loops.alphazero",
 }
 
 
