@@ -46,11 +46,13 @@ def test_every_preset_has_the_common_keys(repo_root):
   for path in presets:
     config, doc = configs.load_preset(path)
     flat = configs.flatten(config)
-    # A Q-learning run counts environment steps and reads an environment, not a dataset.
-    rl = config.get("loop") == "dqn"
+    # A Q-learning run counts environment steps and reads an environment, not a dataset;
+    # self-play reads a game, and its network is the one policy-value tower.
+    loop = config.get("loop")
+    rl, selfplay = loop == "dqn", loop == "alphazero"
+    source = ("env.id",) if rl else ("game.name",) if selfplay else ("data.name", "data.path")
     for key in ("train.seed", "train.env_steps" if rl else "train.steps", "train.batch_size",
-                "optim.learning_rate", *(("env.id",) if rl else ("data.name", "data.path")),
-                "model.name"):
+                "optim.learning_rate", *source, "model.blocks" if selfplay else "model.name"):
       assert key in flat, f"{path.name} lacks {key}"
     # The docstring states the command and the result it reaches.
     assert f"jaxdl run {path.stem}" in doc, path.name
