@@ -7,8 +7,8 @@
 Target (GPU): a win rate of at least 0.95 against the random player over 200
 games, and the rate against the heuristic reported. pgx's rules: area
 scoring, komi 7.5, a game ends after two passes or 2 x 81 = 162 moves.
-This preset has not been run to its end here: no GPU was lent to the
-session that wrote it. The tests run its shrunk version on the CPU.
+Result: none yet. This preset has not been run to its end: no GPU was lent
+to the session that wrote it. The tests run its shrunk version on the CPU.
 """
 
 from jaxdl.loops.alphazero import default_config

@@ -3,8 +3,11 @@
     jaxdl run alphazero_tictactoe
 
 Target: never lose to the minimax player over 200 games (100 moving first,
-100 second), in at most 3 minutes on a 2-core CPU. The result of the last
-full runs is in the README's self-play table.
+100 second), in at most 3 minutes on a 2-core CPU.
+
+Result (seed 0, idle 2-core CPU): 0 losses against minimax (200 draws);
+against the heuristic 0.30 won, 0.69 drawn, 0 lost; against random 0.94
+won, 0 lost; 75 s for the whole `jaxdl run`, compile included.
 
 The choices: 32 simulations per move while playing and 64 in the matches;
 4 updates of 256 positions per iteration of 64 games x 4 moves (each
