@@ -6,7 +6,8 @@ a *batch source*, which says where step t's batch comes from:
 - :func:`epoch_batches`: a fresh permutation of a device-resident training
   set each epoch (the supervised loop; the language model's windows);
 - :func:`fresh_batches`: a new draw each step from ``fold_in(data_root, t)``,
-  with no epochs to finish (a GAN's real samples).
+  with no epochs to finish (a GAN's real samples);
+- :func:`no_batches`: nothing, for a step that makes its own data (self-play).
 
 Either way a batch depends only on the step and the state's key, so a chunk
 can start anywhere and a resumed run sees the same batches. ``n``, the
@@ -206,6 +207,12 @@ def fresh_batches(draw_fn: Callable[[jax.Array, Any], Batch], *,
     return draw
 
   return source
+
+
+def no_batches(state, data) -> Callable[[Any], Batch]:
+  """The source of a loop that makes its own data inside the step (self-play): every batch is empty."""
+  del state, data
+  return lambda s: {}
 
 
 def make_train_chunk(

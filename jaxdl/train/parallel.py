@@ -48,15 +48,21 @@ def check_divisible(batch_size: int, mesh: Mesh, key: str = "train.batch_size") 
         f"use a multiple of {n} (e.g. {max(n, batch_size // n * n)})")
 
 
-def put_replicated(tree, mesh: Mesh):
-  """Copies a host pytree (identical on every host) onto every device."""
-  sharding = replicated(mesh)
+def put(tree, shardings):
+  """Places a host pytree (identical on every host) with a sharding per leaf (a tree of them, or one for all)."""
+  if isinstance(shardings, jax.sharding.Sharding):
+    shardings = jax.tree_util.tree_map(lambda _: shardings, tree)
 
-  def put(x):
+  def one(x, sharding):
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
-  return jax.tree_util.tree_map(put, tree)
+  return jax.tree_util.tree_map(one, tree, shardings)
+
+
+def put_replicated(tree, mesh: Mesh):
+  """Copies a host pytree (identical on every host) onto every device."""
+  return put(tree, replicated(mesh))
 
 
 def maybe_initialize_distributed(enabled: bool) -> None:

@@ -19,27 +19,15 @@ from jaxdl.loops.alphazero.config import build
 from jaxdl.loops.alphazero.plots import plot_game, plot_training
 from jaxdl.loops.alphazero.selfplay import AZState, create_state, make_iteration
 from jaxdl.train import parallel
-from jaxdl.train.chunk import make_chunk
+from jaxdl.train.chunk import make_chunk, no_batches
 from jaxdl.train.fit import TaskBase, build_and_fit
 from jaxdl.train.writers import console, write_json
 from jaxdl.utils.tree import param_count, tree_sha256
 
 
-def _no_batches(state, data):
-  """The batch source of a loop that makes its own data: every step's batch is empty."""
-  del state, data
-  return lambda s: {}
-
-
 def place(state: AZState, mesh) -> AZState:
   """Puts a host state on ``mesh``: the games in flight split over the devices, the rest replicated."""
-  shardings = state_shardings(state, mesh)
-
-  def put(x, sharding):
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-  return jax.tree_util.tree_map(put, state, shardings)
+  return parallel.put(state, state_shardings(state, mesh))
 
 
 def state_shardings(state: AZState, mesh) -> AZState:
@@ -64,8 +52,8 @@ class AlphaZeroTask(TaskBase):
     self.state = place(host_state, self.mesh)
     self.n_params = param_count(host_state.params)
     shardings = state_shardings(host_state, self.mesh)
-    iteration = make_iteration(setup, config, mesh=self.mesh, games_sharding=shardings.games)
-    chunk = make_chunk(iteration, _no_batches, nan_policy=t.nan_policy, watch=("loss", "grad_norm"))
+    iteration = make_iteration(setup, config, mesh=self.mesh)
+    chunk = make_chunk(iteration, no_batches, nan_policy=t.nan_policy, watch=("loss", "grad_norm"))
     self._chunk = jax.jit(lambda state, n: chunk(state, None, n), donate_argnums=(0,),
                           out_shardings=(shardings, None))
     self.total_steps, self.max_chunk, self.eval_every = t.steps, t.log_every, t.eval_every

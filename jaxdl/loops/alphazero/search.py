@@ -24,7 +24,7 @@ def masked_logits(logits: jax.Array, legal: jax.Array) -> jax.Array:
   return jnp.where(legal, logits, jnp.finfo(logits.dtype).min)
 
 
-def make_evaluate_positions(net, env) -> Callable[[dict, Any], tuple[jax.Array, jax.Array]]:
+def make_evaluate_positions(net) -> Callable[[dict, Any], tuple[jax.Array, jax.Array]]:
   """``(variables, states) -> (masked logits (B, A), value (B,))``: the net in inference mode."""
 
   def evaluate(variables, states):
@@ -36,7 +36,7 @@ def make_evaluate_positions(net, env) -> Callable[[dict, Any], tuple[jax.Array, 
 
 def make_recurrent_fn(net, env):
   """mctx's ``recurrent_fn``: one simulated move from every node in the batch."""
-  evaluate = make_evaluate_positions(net, env)
+  evaluate = make_evaluate_positions(net)
 
   def recurrent_fn(variables, key, action, states):
     del key  # the games are deterministic
@@ -60,7 +60,7 @@ def make_search(net, env, s: ml_collections.ConfigDict, *, num_simulations: int,
   ``greedy`` the move is the search's best (Gumbel noise off; PUCT: the most
   visited) instead of a draw, for evaluation.
   """
-  evaluate = make_evaluate_positions(net, env)
+  evaluate = make_evaluate_positions(net)
   recurrent_fn = make_recurrent_fn(net, env)
 
   def search(variables, key, states):

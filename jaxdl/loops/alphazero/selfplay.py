@@ -212,7 +212,7 @@ def policy_value_loss(setup: Setup, value_weight: float):
   return loss
 
 
-def make_iteration(setup: Setup, config, mesh=None, games_sharding=None):
+def make_iteration(setup: Setup, config, mesh=None):
   """``iteration(state, batch) -> (state, metrics)``: self-play moves, then updates. ``batch`` is unused.
 
   The step protocol of ``jaxdl.train.chunk.make_chunk``: every random
@@ -247,6 +247,9 @@ def make_iteration(setup: Setup, config, mesh=None, games_sharding=None):
     return state.replace(params=params, opt_state=opt_state, batch_stats=batch_stats,
                          positions_trained=state.positions_trained + t.batch_size), metrics
 
+  def no_update():
+    return {k: jnp.zeros((), jnp.float32) for k in ("loss", "policy_loss", "value_loss", "grad_norm")}
+
   def iteration(state: AZState, batch):
     del batch
     _, key = step_keys(state.rng, state.step)
@@ -256,8 +259,6 @@ def make_iteration(setup: Setup, config, mesh=None, games_sharding=None):
     def move(i, carry):
       games, buf, played, wins, draws, lengths = carry
       games, finished, stats = play(variables, games, jax.random.fold_in(k_play, i))
-      if games_sharding is not None:
-        games = jax.lax.with_sharding_constraint(games, games_sharding)
       buf = add_positions(buf, finished["obs"], finished["policy"], finished["value"], finished["keep"])
       done = stats["done"]
       return (games, buf, played + done.sum(), wins + (done & (stats["first_result"] > 0)).sum(),
@@ -275,12 +276,11 @@ def make_iteration(setup: Setup, config, mesh=None, games_sharding=None):
         state, metrics = update(state, jax.random.fold_in(k_train, i))
         return state, jax.tree_util.tree_map(jnp.add, sums, metrics)
 
-      zeros = {k: jnp.zeros((), jnp.float32) for k in ("loss", "policy_loss", "value_loss", "grad_norm")}
-      state, sums = jax.lax.fori_loop(0, t.updates_per_iteration, one, (state, zeros))
+      state, sums = jax.lax.fori_loop(0, t.updates_per_iteration, one, (state, no_update()))
       return state, jax.tree_util.tree_map(lambda s: s / t.updates_per_iteration, sums)
 
     def wait(state):
-      return state, {k: jnp.zeros((), jnp.float32) for k in ("loss", "policy_loss", "value_loss", "grad_norm")}
+      return state, no_update()
 
     state, metrics = jax.lax.cond(ready, train, wait, state)
     # Sums, not ratios: the host divides the chunk's means (jaxdl.loops.alphazero.experiment).
