@@ -6,11 +6,12 @@
 drives, ``train_and_evaluate(config, workdir)`` the whole run.
 """
 
-from jaxdl.loops.supervised.config import default_config, validate
+from jaxdl.loops.supervised.config import default_config, study_schema, supervised_part, validate, validate_study
 from jaxdl.loops.supervised.experiment import (Experiment, SupervisedTask, build_model_state,
                                                train_and_evaluate)
 from jaxdl.loops.supervised.load import Run, load_run
 from jaxdl.loops.supervised.step import LossFn, eval_step, train_step
 
 __all__ = ["Experiment", "LossFn", "Run", "SupervisedTask", "build_model_state", "default_config", "eval_step",
-           "load_run", "train_and_evaluate", "train_step", "validate"]
+           "load_run", "study_schema", "supervised_part", "train_and_evaluate", "train_step", "validate",
+           "validate_study"]

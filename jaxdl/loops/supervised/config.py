@@ -52,3 +52,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
   a = config.augment
   if a.shift < 0 or a.noise < 0 or a.mixup < 0 or not 0 <= a.scale < 1:
     raise JaxdlError("augment.shift, noise and mixup must be >= 0 and augment.scale in [0, 1)")
+
+
+# --------------------------------------------- loops built of supervised runs --
+# A study (transfer, distillation, gradient flow, ...) is a loop of its own that
+# trains one or more supervised runs. Its config is the supervised schema under
+# its own loop name, plus sections only it reads; each supervised run it makes
+# gets the rest (``supervised_part``), so every key is still checked once.
+
+
+def study_schema(loop: str, **sections: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The supervised schema under the name ``loop``, with that loop's own ``sections`` added."""
+  config = default_config()
+  config.loop = loop
+  for name, section in sections.items():
+    if name in config:
+      raise ValueError(f"section '{name}' is already a supervised section")
+    config[name] = section
+  return config
+
+
+def supervised_part(config: ml_collections.ConfigDict, *own: str) -> ml_collections.ConfigDict:
+  """A copy of a study's ``config`` without its ``own`` sections and with ``loop='supervised'``.
+
+  It is what the supervised runs of the study read (and ``validate`` checks).
+  """
+  part = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k not in own})
+  part.loop = "supervised"
+  return part
+
+
+def validate_study(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict) -> None:
+  """A study's own check: its keys against ``schema``, then the supervised part against the supervised schema."""
+  configs.check_keys(config, schema, open_sections=("model",))
+  own = [name for name in schema if name not in default_config()]
+  validate(supervised_part(config, *own))
