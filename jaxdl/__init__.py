@@ -32,8 +32,8 @@ __version__ = "0.1.0"
 
 # Submodules that load on first use: ``import jaxdl; jaxdl.rl.make_train`` works
 # without paying for every loop at import time.
-_LAZY_SUBMODULES = ("checkpoint", "cli", "configs", "data", "envs", "gan", "lm", "models", "optim", "rl",
-                    "supervised", "utils")
+_LAZY_SUBMODULES = ("checkpoint", "cli", "configs", "data", "envs", "gan", "interpret", "lm", "models", "optim",
+                    "rl", "supervised", "utils")
 
 
 def __getattr__(name):

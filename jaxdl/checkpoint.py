@@ -304,7 +304,7 @@ def _first_line(e: BaseException) -> str:
 
 def restore_params(directory: str | os.PathLike, target_params: Any, *, include: Iterable[str] = ("*",),
                    exclude: Iterable[str] = (), step: int | None = None,
-                   collection: str = "params") -> tuple[Any, list[str]]:
+                   collection: str = "params", strict: bool = True) -> tuple[Any, list[str]]:
   """Loads chosen parameters from a checkpoint into ``target_params``.
 
   For transfer learning: restore a pretrained body into a model with a new
@@ -320,9 +320,16 @@ def restore_params(directory: str | os.PathLike, target_params: Any, *, include:
     step: which checkpoint; default the newest intact one.
     collection: the variables collection to restore (``batch_stats`` for
       BatchNorm statistics).
+    strict: every pattern must match a path of ``target_params`` (a pattern
+      that matches nothing is a typo, or a layer the model does not have);
+      False for a second collection chosen by the first one's patterns.
 
   Returns:
     (the merged params, the list of restored paths).
+
+  Raises:
+    JaxdlError: no checkpoint, a pattern that matches nothing, or a chosen
+      path that the checkpoint lacks or holds with another shape (each named).
   """
   ckpt = Checkpointer(directory, log=lambda _: None)
   steps = ckpt.steps() if step is None else [step]
@@ -331,6 +338,13 @@ def restore_params(directory: str | os.PathLike, target_params: Any, *, include:
     hint = f" (for a run's workdir, pass {inside})" if inside.is_dir() else ""
     raise JaxdlError(f"no checkpoints in {directory}{hint}")
   flat_target = to_host(target_params)  # keys relative to params: Conv_0.kernel
+  include, exclude = tuple(include), tuple(exclude)
+  for kind, patterns in (("include", include), ("exclude", exclude)):
+    unmatched = [p for p in patterns if strict and not any(fnmatch.fnmatchcase(k, p) for k in flat_target)]
+    if unmatched:
+      paths = sorted(flat_target)
+      raise JaxdlError(f"{kind} pattern '{unmatched[0]}' matches no path of the model's {collection} "
+                       f"(its paths: {', '.join(paths[:8])}{', ...' if len(paths) > 8 else ''})")
   chosen = sorted(k for k in flat_target
                   if any(fnmatch.fnmatchcase(k, p) for p in include)
                   and not any(fnmatch.fnmatchcase(k, p) for p in exclude))

@@ -4,6 +4,7 @@
     jaxdl show PRESET [--set KEY=VALUE ...]
     jaxdl run PRESET [--workdir DIR] [--set KEY=VALUE ...] [--debug]
     jaxdl sample WORKDIR --prompt TEXT [--length N] [--temperature T]
+    jaxdl explain WORKDIR [--method M] [--examples N] [--out DIR]
 
 Presets are the ``get_config()`` files of ``$JAXDL_PRESETS``, then of the
 package (the repository's ``experiments/``, installed with the wheel as
@@ -40,7 +41,7 @@ def _load(name: str, overrides: Sequence[str]):
 
 
 # Loops whose ``model`` section holds the chosen model's own options.
-OPEN_MODEL_LOOPS = ("supervised", "lm")
+OPEN_MODEL_LOOPS = ("supervised", "lm", "simclr", "grad_flow", "transfer", "distill")
 
 
 def _open_model_options(config, overrides: Sequence[str]) -> None:
@@ -139,6 +140,27 @@ def cmd_sample(args) -> int:
   return 0
 
 
+def cmd_explain(args) -> int:
+  from jaxdl import interpret
+  from jaxdl.loops.supervised import load_run
+
+  workdir = pathlib.Path(args.workdir)
+  interpret.get_method(args.method)  # an unknown method fails before anything loads
+  interpret.check_classifier_workdir(workdir)
+  run = load_run(workdir)
+  x, y = interpret.test_examples(run.config, workdir, args.examples)
+  out = pathlib.Path(args.out) if args.out else workdir / "explain"
+  result = interpret.explain(run.model, run.variables, x, y, method=args.method, out_dir=out,
+                             title=f"{args.method}: {run.config.model.name} on {run.config.data.name} "
+                                   f"(step {run.step})")
+  extra = (f", completeness error {result['completeness_error']:.2%}"
+           if "completeness_error" in result else "")
+  print(f"jaxdl: {args.method} on {result['examples']} test examples (accuracy {result['accuracy']:.3f}), "
+        f"sanity rank correlation {result['sanity_rank_correlation']:.3f}{extra} -> "
+        f"{out / (args.method + '.png')}")
+  return 0
+
+
 class _Parser(argparse.ArgumentParser):
   """argparse, but usage errors are one line and exit 2 like every other bad input."""
 
@@ -180,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0, help="the sampling seed")
   p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
   p.set_defaults(func=cmd_sample)
+
+  p = sub.add_parser("explain", help="attribution maps of a trained classifier, with their sanity check")
+  p.add_argument("workdir", help="the workdir of a trained classifier (supervised) run")
+  p.add_argument("--method", default="gradient",
+                 help="gradient (default), gradient_x_input, smoothgrad, integrated_gradients, gradcam "
+                      "or attention_rollout")
+  p.add_argument("--examples", type=int, default=16, help="test examples to explain, the first N (default 16)")
+  p.add_argument("--out", help="output directory (default WORKDIR/explain)")
+  p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+  p.set_defaults(func=cmd_explain)
   return parser
 
 

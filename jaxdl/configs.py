@@ -47,7 +47,7 @@ def checkpoint_section() -> ml_collections.ConfigDict:
   return checkpoint
 
 
-def optim_section(*, extendable: bool = False) -> ml_collections.ConfigDict:
+def optim_section(*, extendable: bool = False, per_path: bool = False) -> ml_collections.ConfigDict:
   """``optim.*``: the optimizer and schedule of ``jaxdl.optim.from_config``.
 
   Args:
@@ -55,6 +55,10 @@ def optim_section(*, extendable: bool = False) -> ml_collections.ConfigDict:
       schedule spans ``train.steps``: a run of ``train.steps=N`` extended to
       a larger ``train.steps`` keeps its schedule up to N and goes on as
       ``extend_mode`` says (``jaxdl.optim.extended_schedule``).
+    per_path: add ``frozen`` and ``lr_multipliers`` (``jaxdl.optim.per_path``),
+      for a loop whose optimizer is built from this section over one params
+      tree: parameters chosen by fnmatch globs over their dotted paths
+      (``Conv_0.*``) are frozen or trained at a multiple of the rate.
   """
   optim = ml_collections.ConfigDict()
   optim.name = "adam"
@@ -75,6 +79,9 @@ def optim_section(*, extendable: bool = False) -> ml_collections.ConfigDict:
   if extendable:
     optim.extend_from = 0  # the train.steps of the run this one extends; 0: the schedule spans train.steps
     optim.extend_mode = "constant"  # after extend_from: 'constant' (the final rate) or 'restart' (SGDR)
+  if per_path:
+    optim.frozen = ()  # globs over dotted param paths, e.g. ('Conv_0.*',): not trained at all
+    optim.lr_multipliers = ()  # 'PATTERN=FACTOR' strings, e.g. ('Conv_*=0.1',): the first match scales the rate
   return optim
 
 

@@ -6,9 +6,15 @@ the order the maths needs::
     clip by global norm -> L1 subgradient -> coupled L2 -> optimizer (-> decoupled decay for adamw)
 
 so that a researcher can always print the chain and see what runs.
+
+:func:`per_path` then trains parameters differently by their dotted path
+(``Conv_0.kernel``): ``frozen`` ones not at all, others at a multiple of the
+learning rate (transfer learning: a frozen or slowed backbone, a new head).
 """
 
-from collections.abc import Mapping
+import fnmatch
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -239,16 +245,165 @@ def schedule_from_config(optim: Mapping[str, Any], total_steps: int) -> optax.Sc
 
 def optimizer_from_config(optim: Mapping[str, Any],
                           learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
-  """The optimizer a config's ``optim`` section names, with its options, at ``learning_rate``."""
-  return make_optimizer(
+  """The optimizer a config's ``optim`` section names, with its options, at ``learning_rate``.
+
+  With ``optim.frozen`` or ``optim.lr_multipliers`` (``optim_section(per_path=True)``),
+  it is wrapped by :func:`per_path`; their patterns are checked against the
+  params at ``init``.
+  """
+  tx = make_optimizer(
       optim["name"], learning_rate,
       momentum=optim.get("momentum", 0.9), b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
       eps=optim.get("eps", 1e-8), rms_decay=optim.get("rms_decay", 0.9),
       weight_decay=optim.get("weight_decay", 0.0), l1=optim.get("l1", 0.0),
       clip_norm=optim.get("clip_norm", 0.0))
+  return per_path(tx, frozen=optim.get("frozen", ()), lr_multipliers=optim.get("lr_multipliers", ()))
 
 
 def from_config(optim: Mapping[str, Any], total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Builds (optimizer, schedule) from a config's ``optim`` section."""
   schedule = schedule_from_config(optim, total_steps)
   return optimizer_from_config(optim, schedule), schedule
+
+
+# ------------------------------------------------------- per-path training --
+# Paths are the dotted names of the leaves of the params tree, relative to
+# ``params`` (``Conv_0.kernel``, ``Dense_1.bias``), the names checkpoints and
+# ``jaxdl.checkpoint.restore_params`` use. Patterns are fnmatch globs over
+# them, whose ``*`` also matches dots: ``Conv_*`` is every leaf of every conv.
+
+
+def param_paths(params: Any) -> list[str]:
+  """The dotted path of every leaf of ``params``, in the tree's (sorted) order."""
+  return [_dotted(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+
+def _dotted(path) -> str:
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def _examples(paths: Sequence[str], limit: int = 8) -> str:
+  shown = ", ".join(paths[:limit])
+  return shown + (f", ... ({len(paths)} in all)" if len(paths) > limit else "")
+
+
+def check_patterns(patterns: Iterable[str], paths: Sequence[str], key: str, *, what: str = "parameter") -> None:
+  """A one-line error for a pattern that matches none of ``paths`` (a typo, or a layer the model lacks).
+
+  Args:
+    patterns: fnmatch globs.
+    paths: the dotted paths they should select from.
+    key: the config key that holds them, for the message (``optim.frozen``).
+    what: what the paths are, for the message.
+
+  Raises:
+    JaxdlError: naming the pattern, the key and some real paths.
+  """
+  for pattern in patterns:
+    if not any(fnmatch.fnmatchcase(p, pattern) for p in paths):
+      raise JaxdlError(f"{key} pattern '{pattern}' matches no {what} (fnmatch globs over dotted paths; "
+                       f"the paths: {_examples(list(paths))})" if paths else
+                       f"{key} pattern '{pattern}' matches no {what}: there are none")
+
+
+def parse_lr_multipliers(items: Iterable[str], key: str = "optim.lr_multipliers") -> tuple[tuple[str, float], ...]:
+  """``(("Conv_*", 0.1), ...)`` from ``("Conv_*=0.1", ...)``; one-line errors for bad items.
+
+  A factor must be a finite number > 0 (a frozen parameter is ``optim.frozen``'s).
+  """
+  if isinstance(items, str):
+    raise JaxdlError(f"{key}={items!r} must be a tuple of 'PATTERN=FACTOR' strings, e.g. ('Conv_*=0.1',)")
+  parsed = []
+  for item in items:
+    pattern, sep, text = str(item).rpartition("=")
+    try:
+      factor = float(text)
+    except ValueError:
+      factor = float("nan")
+    if not sep or not pattern or not math.isfinite(factor) or factor <= 0:
+      raise JaxdlError(f"{key} item {item!r} must read 'PATTERN=FACTOR' with a factor > 0, e.g. 'Conv_*=0.1' "
+                       f"(to stop a layer, use optim.frozen)")
+    parsed.append((pattern, factor))
+  return tuple(parsed)
+
+
+class _ScaleByPathState(NamedTuple):
+  """Scaling by path keeps no state."""
+
+
+def scale_by_path(multipliers: Sequence[tuple[str, float]], *,
+                  key: str = "optim.lr_multipliers") -> optax.GradientTransformation:
+  """Multiplies each update by the factor of the first pattern its path matches (1 if none).
+
+  Placed after the optimizer, a factor scales that parameter's learning rate
+  (weight decay included): PyTorch's per-group ``lr``. Checked at ``init``:
+  a pattern that matches no parameter is a one-line error.
+
+  Args:
+    multipliers: ``(pattern, factor)`` pairs, tried in order.
+    key: the config key they came from, for the message.
+  """
+  multipliers = tuple((str(p), float(f)) for p, f in multipliers)
+
+  def factor(path) -> float:
+    dotted = _dotted(path)
+    return next((f for p, f in multipliers if fnmatch.fnmatchcase(dotted, p)), 1.0)
+
+  def init_fn(params):
+    check_patterns([p for p, _ in multipliers], param_paths(params), key, what="trained parameter")
+    return _ScaleByPathState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    updates = jax.tree_util.tree_map_with_path(
+        lambda path, u: u if factor(path) == 1.0 else u * factor(path), updates)
+    return updates, state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def per_path(tx: optax.GradientTransformation, *, frozen: Iterable[str] = (),
+             lr_multipliers: Iterable[str] | Sequence[tuple[str, float]] = ()) -> optax.GradientTransformation:
+  """``tx`` with some parameters frozen and others at a multiple of its learning rate, by path.
+
+  Frozen parameters (those matching a ``frozen`` pattern) get zero updates
+  (``optax.set_to_zero``): they do not move at all, not even by weight decay,
+  they keep no optimizer state, and they do not count in gradient clipping's
+  global norm. The others go through ``tx`` (through ``optax.partition``),
+  then :func:`scale_by_path`. BatchNorm statistics are not parameters: a
+  frozen BatchNorm layer's running statistics still follow the batches.
+
+  With neither option set, ``tx`` itself is returned (the same optimizer,
+  bit for bit).
+
+  Args:
+    tx: the optimizer of the trained parameters.
+    frozen: fnmatch globs over dotted paths (``("Conv_0.*",)``).
+    lr_multipliers: ``"PATTERN=FACTOR"`` strings or ``(pattern, factor)``
+      pairs; the first pattern a path matches gives its factor, 1 if none
+      does; frozen wins over a factor.
+
+  Returns:
+    An ``optax.GradientTransformation``. Its ``init`` raises a one-line
+    ``JaxdlError`` for a pattern that matches no parameter, or when every
+    parameter is frozen.
+  """
+  if isinstance(frozen, str) or not all(isinstance(p, str) for p in frozen):
+    raise JaxdlError(f"optim.frozen={frozen!r} must be a tuple of glob patterns, e.g. ('Conv_0.*',)")
+  frozen = tuple(frozen)
+  is_text = isinstance(lr_multipliers, str) or all(isinstance(m, str) for m in lr_multipliers)
+  multipliers = parse_lr_multipliers(lr_multipliers) if is_text else tuple(lr_multipliers)
+  if multipliers:
+    tx = optax.chain(tx, scale_by_path(multipliers))
+  if not frozen:
+    return tx
+
+  def labels(params):
+    paths = param_paths(params)
+    check_patterns(frozen, paths, "optim.frozen")
+    marks = ["frozen" if any(fnmatch.fnmatchcase(p, f) for f in frozen) else "trained" for p in paths]
+    if "trained" not in marks:
+      raise JaxdlError(f"optim.frozen={frozen} freezes every parameter: nothing would train")
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), marks)
+
+  return optax.partition({"trained": tx, "frozen": optax.set_to_zero()}, labels)

@@ -31,7 +31,9 @@ SHRUNK = {
 # The other loops' presets learn in those loops' own test modules, on their own
 # metrics (bits per character, modes covered, episode return).
 ELSEWHERE = {"lm": "loops/test_lm.py", "gan": "loops/test_gan.py", "dqn": "loops/test_dqn.py",
-             "alphazero": "loops/test_alphazero.py"}
+             "alphazero": "loops/test_alphazero.py", "grad_flow": "loops/test_grad_flow.py",
+             "transfer": "loops/test_transfer.py", "distill": "loops/test_distill.py",
+             "simclr": "loops/test_simclr.py"}
 
 
 def test_every_preset_is_covered(repo_root):

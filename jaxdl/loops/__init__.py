@@ -18,6 +18,10 @@ LOOPS = {
     "gan": "jaxdl.loops.gan",
     "dqn": "jaxdl.loops.dqn",
     "alphazero": "jaxdl.loops.alphazero",
+    "grad_flow": "jaxdl.loops.grad_flow",
+    "simclr": "jaxdl.loops.simclr",
+    "transfer": "jaxdl.loops.transfer",
+    "distill": "jaxdl.loops.distill",
 }
 
 

@@ -51,7 +51,13 @@ class CNN(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False) -> jax.Array:
+    """Logits (B, num_classes); with ``features_only``, the head's input (B, F) instead.
+
+    ``features_only`` stops before the last dense layer (and its dropout), so
+    that layer is never created: the penultimate features of a
+    representation (a linear probe, contrastive pretraining).
+    """
     nd = check_input_rank('cnn', x, (1, 2))
     act = get_activation(self.activation)
     if self.pool > 1:
@@ -73,6 +79,8 @@ class CNN(nn.Module):
       x = dropout(x, self.dropout, train)
       x = act(nn.Dense(width, kernel_init=get_initializer(self.kernel_init),
                        dtype=self.dtype, param_dtype=self.param_dtype)(x))
+    if features_only:
+      return x  # (B, F): hidden[-1], or the flattened conv features
     x = dropout(x, self.dropout, train)
     x = nn.Dense(self.num_classes, kernel_init=get_initializer(self.kernel_init),
                  dtype=self.dtype, param_dtype=self.param_dtype)(x)

@@ -128,7 +128,11 @@ class ResNet(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False) -> jax.Array:
+    """Logits (B, num_classes); with ``features_only``, the pooled features (B, C) instead.
+
+    ``features_only`` stops before the dense head, which is then never created.
+    """
     nd = check_input_rank('resnet', x, (1, 2))
     if self.block not in BLOCKS:
       raise JaxdlError(
@@ -154,6 +158,8 @@ class ResNet(nn.Module):
                       kernel_init=self.kernel_init, dtype=self.dtype,
                       param_dtype=self.param_dtype)(x, train=train)
     x = global_avg_pool(x)  # (B, C)
+    if features_only:
+      return x
     x = nn.Dense(self.num_classes, kernel_init=get_initializer(self.kernel_init),
                  dtype=self.dtype, param_dtype=self.param_dtype)(x)
     return x.astype(jnp.float32)  # (B, num_classes)

@@ -24,7 +24,8 @@ from flax import struct
 from jaxdl.envs import boardgames
 from jaxdl.loops.alphazero.config import Setup
 from jaxdl.loops.alphazero.search import make_search
-from jaxdl.train.state import TrainState, step_keys
+from jaxdl.train.state import TrainState, init_variables, step_keys
+from jaxdl.utils import threefry
 
 
 @struct.dataclass
@@ -122,8 +123,10 @@ def create_state(setup: Setup, config, rng: jax.Array) -> AZState:
   """Iteration 0: a fresh net, an empty buffer, B new games."""
   env, sp = setup.env, config.selfplay
   init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
-  games = init_games(env, jax.random.fold_in(rng, 2), sp.num_games, setup.max_length)
-  variables = jax.jit(functools.partial(setup.net.init, train=False))(init_rng, games.states.observation[:1])
+  with threefry.straight_line():  # one program of small draws, run once: its compile time is what counts
+    games = jax.jit(functools.partial(init_games, env, num_games=sp.num_games, max_length=setup.max_length))(
+        jax.random.fold_in(rng, 2))
+  variables = init_variables(setup.net, init_rng, games.states.observation[:1])
   zero = jnp.zeros((), jnp.int32)
   state = AZState.create(apply_fn=setup.net.apply, params=variables["params"], tx=setup.tx,
                          batch_stats=variables["batch_stats"], rng=run_rng, skipped=zero, games=games,

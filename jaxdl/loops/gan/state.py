@@ -1,6 +1,5 @@
 """The GAN's state: both networks, both optimizers, the EMA generator, the step and the key."""
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxdl.train.state import init_variables
 
 
 @flax.struct.dataclass
@@ -70,8 +71,8 @@ def create_gan_state(generator: nn.Module, discriminator: nn.Module, g_tx: optax
     sample_x: a batch of real examples (only shape and dtype matter).
   """
   z = jnp.zeros((sample_x.shape[0], latent_dim), jnp.float32)
-  g_vars = jax.jit(functools.partial(generator.init, train=False))(jax.random.fold_in(rng, 0), z)
-  d_vars = jax.jit(functools.partial(discriminator.init, train=False))(jax.random.fold_in(rng, 1), sample_x)
+  g_vars = init_variables(generator, jax.random.fold_in(rng, 0), z)
+  d_vars = init_variables(discriminator, jax.random.fold_in(rng, 1), sample_x)
   g_params, d_params = g_vars["params"], d_vars["params"]
   return GANState(
       step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,

@@ -21,9 +21,20 @@ def default_config() -> ml_collections.ConfigDict:
   config.train.eval_every = 0  # steps between test-set evaluations; 0: once per epoch
   config.train.eval_batch_size = 1000
   config.train.label_smoothing = 0.0
+  config.train.log_layer_stats = False  # also log each layer's grad norm and output stats (jaxdl.diagnostics)
 
   config.checkpoint = configs.checkpoint_section()
-  config.optim = configs.optim_section(extendable=True)
+  config.optim = configs.optim_section(extendable=True, per_path=True)
+
+  # Transfer learning: a fresh run starts from another run's parameters. Those
+  # whose dotted paths (Conv_0.kernel) match a glob of include and none of
+  # exclude, with their layers' BatchNorm statistics, are copied from the
+  # newest checkpoint of init.workdir; the rest (a new head) keep their fresh
+  # initialisation. A resumed run restores its own checkpoint instead.
+  config.init = ml_collections.ConfigDict()
+  config.init.workdir = ""  # a trained run's workdir; '': start from the initialisation
+  config.init.include = ("*",)
+  config.init.exclude = ()  # e.g. ('Dense_1.*',): the old head
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "digits"
@@ -52,6 +63,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   a = config.augment
   if a.shift < 0 or a.noise < 0 or a.mixup < 0 or not 0 <= a.scale < 1:
     raise JaxdlError("augment.shift, noise and mixup must be >= 0 and augment.scale in [0, 1)")
+  init = config.get("init")
+  if init is not None and not init.workdir and (tuple(init.include) != ("*",) or tuple(init.exclude)):
+    raise JaxdlError(f"init.include={tuple(init.include)} and init.exclude={tuple(init.exclude)} choose what to "
+                     f"copy from init.workdir, which is empty: set init.workdir to a trained run's workdir")
 
 
 # --------------------------------------------- loops built of supervised runs --

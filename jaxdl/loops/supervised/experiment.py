@@ -13,8 +13,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxdl import checkpoint as checkpoint_lib
 from jaxdl import data as data_lib
 from jaxdl import models as models_lib
+from jaxdl import optim as optim_lib
 from jaxdl.loops.supervised.config import validate
 from jaxdl.loops.supervised.step import LossFn, eval_step, train_step
 from jaxdl.train import parallel
@@ -49,6 +51,45 @@ def build_model_state(config: ml_collections.ConfigDict, dataset: data_lib.Datas
   return model, parallel.put_replicated(state, mesh)
 
 
+def restore_init(config: ml_collections.ConfigDict, state: TrainState, mesh) -> tuple[TrainState, dict]:
+  """``init.*``: ``state`` with the chosen parameters (and their BatchNorm statistics) of another run.
+
+  Returns:
+    (the state, replicated over ``mesh``; what ``metrics.json`` records of
+    the source: ``init_from`` and ``init_restored``, or {} without ``init.workdir``).
+
+  Raises:
+    JaxdlError: no checkpoint in ``init.workdir``, a pattern that matches
+      no parameter, or a chosen parameter the source lacks or has in another shape.
+  """
+  init = config.get("init")
+  if init is None or not init.workdir:
+    return state, {}
+  source = pathlib.Path(init.workdir)
+  directory = source / "checkpoints"
+  if not checkpoint_lib.Checkpointer(directory, log=lambda _: None).steps():
+    raise JaxdlError(f"init.workdir={source}: no checkpoint there (expected the workdir of a trained run, "
+                     f"with checkpoints/)")
+  host = jax.device_get(state)
+  paths = optim_lib.param_paths(host.params)
+  include, exclude = tuple(init.include), tuple(init.exclude)
+  optim_lib.check_patterns(include, paths, "init.include")
+  optim_lib.check_patterns(exclude, paths, "init.exclude")
+  try:
+    params, restored = checkpoint_lib.restore_params(directory, host.params, include=include, exclude=exclude)
+    if not restored:
+      raise JaxdlError(f"init.include={include} with init.exclude={exclude} choose no parameter")
+    batch_stats = host.batch_stats
+    if batch_stats:  # the running statistics of the layers copied, which their outputs depend on
+      batch_stats, _ = checkpoint_lib.restore_params(directory, batch_stats, include=include, exclude=exclude,
+                                                     collection="batch_stats", strict=False)
+  except JaxdlError as e:
+    raise JaxdlError(f"init.workdir={source}: {e} (leave parameters out with init.exclude)") from None
+  console(f"jaxdl: init: {len(restored)} of {len(paths)} parameter arrays from {directory}")
+  state = parallel.put_replicated(host.replace(params=params, batch_stats=batch_stats), mesh)
+  return state, {"init_from": str(source.absolute()), "init_restored": len(restored)}
+
+
 class SupervisedTask(TaskBase):
   """Everything a supervised run needs, built from a config and checked.
 
@@ -76,6 +117,7 @@ class SupervisedTask(TaskBase):
     parallel.check_divisible(t.batch_size, self.mesh)
     tx, self.schedule = optimizer_or(tx, config.optim, t.steps)
     self.model, self.state = build_model_state(config, ds, self.mesh, tx)
+    self.state, self.init_record = restore_init(config, self.state, self.mesh)
     augment = data_lib.make_augment(
         shift=config.augment.shift, flip=config.augment.flip, noise=config.augment.noise,
         mixup=config.augment.mixup, scale=config.augment.scale)
@@ -85,7 +127,8 @@ class SupervisedTask(TaskBase):
                    np.zeros((2, ds.num_classes), np.float32))
     self.train_step = functools.partial(
         train_step, num_classes=ds.num_classes, augment=augment,
-        label_smoothing=t.label_smoothing, schedule=self.schedule, loss_fn=loss_fn)
+        label_smoothing=t.label_smoothing, schedule=self.schedule, loss_fn=loss_fn,
+        log_layer_stats=t.log_layer_stats)
     chunk = make_train_chunk(
         self.train_step, num_examples=ds.num_train, batch_size=t.batch_size,
         batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy)
@@ -213,6 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "num_devices": int(task.mesh.devices.size),
       "dataset": ds.name,
       "model": config.model.name,
+      **task.init_record,
   }
   if jax.process_index() == 0:
     write_json(workdir / "metrics.json", final)

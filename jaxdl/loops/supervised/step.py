@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdl import diagnostics
 from jaxdl.train import losses
 from jaxdl.train.state import TrainState, step_keys
 
@@ -41,6 +42,7 @@ def train_step(
     label_smoothing: float = 0.0,
     schedule: optax.Schedule | None = None,
     loss_fn: LossFn | None = None,
+    log_layer_stats: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a batch ``{"x": (B, ...), "y": (B,)}``.
 
@@ -56,10 +58,13 @@ def train_step(
     schedule: if given, the learning rate is reported in the metrics.
     loss_fn: your own ``(logits, batch) -> (B,)`` loss (see ``LossFn``);
       default softmax cross-entropy against the soft targets.
+    log_layer_stats: also report each layer's gradient norm and output
+      statistics (``layers/grad_norm/Dense_3``, ``layers/act_std/Dense_3``,
+      ...; see ``jaxdl.diagnostics``). False leaves the step as it was.
 
   Returns:
     The next state and scalar metrics: loss, accuracy, grad_norm (and
-    learning_rate).
+    learning_rate, and the layer statistics).
   """
   _, key = step_keys(state.rng, state.step)
   augment_key, dropout_key = jax.random.split(key)
@@ -70,14 +75,20 @@ def train_step(
   has_stats = bool(state.batch_stats)
 
   def objective(params):
-    out = state.apply_fn(
-        state.variables(params), x, train=True, rngs={"dropout": dropout_key},
-        mutable=["batch_stats"] if has_stats else False)
-    logits, updates = out if has_stats else (out, {})
+    if log_layer_stats:  # the same forward pass, also returning each layer's output
+      logits, captured, updates = diagnostics.apply_capturing(
+          state.apply_fn, state.variables(params), x, train=True, rngs={"dropout": dropout_key},
+          mutable=["batch_stats"] if has_stats else [])
+    else:
+      out = state.apply_fn(
+          state.variables(params), x, train=True, rngs={"dropout": dropout_key},
+          mutable=["batch_stats"] if has_stats else False)
+      logits, updates = out if has_stats else (out, {})
+      captured = None
     loss = per_example_loss(logits, {"x": x, "y": labels, "targets": targets}, loss_fn)
-    return loss.mean(), (logits, updates)
+    return loss.mean(), (logits, updates, captured)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  (loss, (logits, updates, captured)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   new_state = state.apply_gradients(
       grads=grads, batch_stats=updates["batch_stats"] if has_stats else state.batch_stats)
   metrics = {
@@ -85,6 +96,9 @@ def train_step(
       "accuracy": losses.accuracy(logits, labels).mean(),
       "grad_norm": optax.tree.norm(grads),
   }
+  if log_layer_stats:
+    metrics.update(diagnostics.layer_metrics(diagnostics.layer_grad_norms(grads),
+                                             diagnostics.activation_stats(captured)))
   if schedule is not None:
     metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
   return new_state, metrics
