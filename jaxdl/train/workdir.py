@@ -28,12 +28,16 @@ from jaxdl.utils.io import write_atomic
 # train.steps and optim.extend_* are checked together, by _check_extension.
 HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batch_size",
             "train.num_devices", "train.distributed", "train.nan_policy", "checkpoint.",
-            "optim.extend_from", "optim.extend_mode")
+            "optim.extend_from", "optim.extend_mode", "train.log_layer_stats")
 # The lock file of a live run; it is not part of the run (an empty workdir
 # holding only a stale lock is still empty).
 LOCK_FILE = ".lock"
 # What a run trained on when that is arrays (a jaxdl.Dataset): written by record_dataset.
 DATA_FILE = "data.json"
+
+
+def _turns_nothing_on(value: Any) -> bool:
+  return value in (False, 0, "", None) or (isinstance(value, (list, tuple)) and tuple(value) in ((), ("*",)))
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -42,9 +46,12 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
   A key only the saved config has is not one: the current config holds every
   key its loop reads, so the run cannot depend on it (a run started before
   the loops' schemas dropped the keys they never read resumes as before).
+  Nor is a key the saved run predates whose value turns nothing on (false,
+  0, empty, or the match-everything pattern ``('*',)``): a run started before
+  a loop gained an option resumes as before, and one that sets it is refused.
   """
   a, b = flatten(saved), flatten(current)
-  keys = {k for k in b if a.get(k, "<absent>") != b[k]}
+  keys = {k for k in b if a.get(k, "<absent>") != b[k] and not (k not in a and _turns_nothing_on(b[k]))}
   return sorted(k for k in keys if not any(k == h or (h.endswith(".") and k.startswith(h)) for h in HARMLESS))
 
 
