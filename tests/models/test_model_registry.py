@@ -58,7 +58,7 @@ def test_get_model_builds_the_class_with_options_over_variant_defaults():
 
 def test_options_are_the_dataclass_fields():
   assert model_options('mlp') == ('hidden', 'activation', 'dropout', 'kernel_init',
-                                  'use_batchnorm', 'dtype', 'param_dtype')
+                                  'use_batchnorm', 'residual', 'dtype', 'param_dtype')
   assert 'stage_sizes' in model_options('resnet1')  # through the partial
 
 
@@ -73,7 +73,7 @@ def test_unknown_name_lists_the_registered_names():
 def test_unknown_option_names_the_model_and_lists_its_options():
   with pytest.raises(JaxdlError, match=(
       r"^model 'mlp' has no option 'features' \(options: hidden, activation, "
-      r"dropout, kernel_init, use_batchnorm, dtype, param_dtype\)$")):
+      r"dropout, kernel_init, use_batchnorm, residual, dtype, param_dtype\)$")):
     get_model('mlp', 10, features=(8,))
   with pytest.raises(JaxdlError, match=r"^model 'resnet18' has no option 'name' "):
     get_model('resnet18', 10, name='x')
