@@ -37,6 +37,11 @@ def plot_learning_curves(history: Sequence[dict], path: str | os.PathLike, *, ti
       ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
+  return save(fig, path, title)
+
+
+def save(fig, path: str | os.PathLike, title: str = "") -> pathlib.Path:
+  """Writes ``fig`` to ``path`` as a PNG (110 dpi), with ``title`` above it if given; returns the path."""
   if title:
     fig.suptitle(title)
   path = pathlib.Path(path)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxdl.loops.alphazero.arena import board_planes
-from jaxdl.train.plots import figure
+from jaxdl.train.plots import figure, save
 
 
 def plot_training(history: Sequence[dict], path: str | os.PathLike, *, opponents: Sequence[str],
@@ -41,11 +41,7 @@ def plot_training(history: Sequence[dict], path: str | os.PathLike, *, opponents
   right.grid(alpha=0.3)
   if right.get_lines():
     right.legend(fontsize=7, ncol=max(1, len(opponents)), loc="center right")
-  if title:
-    fig.suptitle(title)
-  path = pathlib.Path(path)
-  fig.savefig(path, dpi=110)
-  return path
+  return save(fig, path, title)
 
 
 def _move_numbers(game: dict) -> np.ndarray:

@@ -5,7 +5,7 @@ import textwrap
 
 import numpy as np
 
-from jaxdl.train.plots import figure
+from jaxdl.train.plots import figure, save
 
 
 def plot_samples_2d(samples: np.ndarray, centers: np.ndarray, path, *, title: str = "",
@@ -65,8 +65,4 @@ def plot_gan_metrics(history, path, *, title: str = "") -> pathlib.Path:
   for ax in axes:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-  if title:
-    fig.suptitle(title)
-  path = pathlib.Path(path)
-  fig.savefig(path, dpi=110)
-  return path
+  return save(fig, path, title)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxdl.train.plots import figure
+from jaxdl.train.plots import figure, save
 
 
 def plot_grad_flow(norms: Mapping[str, Mapping[str, Sequence[float] | None]], path: str | os.PathLike, *,
@@ -42,11 +42,7 @@ def plot_grad_flow(norms: Mapping[str, Mapping[str, Sequence[float] | None]], pa
     if ax.has_data():
       ax.legend()
   axes[0].set_ylabel("||dL/dW|| of the layer")
-  if title:
-    fig.suptitle(title)
-  path = pathlib.Path(path)
-  fig.savefig(path, dpi=110)
-  return path
+  return save(fig, path, title)
 
 
 def _points(history: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +80,4 @@ def plot_training(histories: Mapping[str, Sequence[dict]], path: str | os.PathLi
     ax.set_ylabel(label)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-  if title:
-    fig.suptitle(title)
-  path = pathlib.Path(path)
-  fig.savefig(path, dpi=110)
-  return path
+  return save(fig, path, title)

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxdl.train.plots import figure
+from jaxdl.train.plots import figure, save
 
 
 def _points(history: Sequence[dict], key: str) -> np.ndarray:
@@ -29,11 +29,7 @@ def plot_contrastive_curves(history: Sequence[dict], path, *, title: str = "") -
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
-  if title:
-    fig.suptitle(title)
-  path = pathlib.Path(path)
-  fig.savefig(path, dpi=110)
-  return path
+  return save(fig, path, title)
 
 
 def plot_probes(accuracies: Mapping[str, Mapping[str, float]], path, *, title: str = "") -> pathlib.Path:
@@ -87,8 +83,4 @@ def plot_feature_pca(features: Mapping[str, np.ndarray], labels: np.ndarray, pat
     ax.set_xticks([])
     ax.set_yticks([])
   fig.colorbar(scatter, ax=list(axes), ticks=range(k), label="label", shrink=0.8)
-  if title:
-    fig.suptitle(title)
-  path = pathlib.Path(path)
-  fig.savefig(path, dpi=110)
-  return path
+  return save(fig, path, title)
