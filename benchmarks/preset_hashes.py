@@ -23,6 +23,8 @@ import time
 # preset -> the overrides that shorten it (keys every version of the preset has).
 SHORT = {
     "digits_mlp": ["train.steps=60"],
+    "tabular_mlp": ["train.steps=60"],
+    "diabetes_mlp": ["train.steps=60"],
     "digits_cnn": ["train.steps=40", "optim.warmup_steps=10"],
     "mnist1d_gru": ["train.steps=30", "optim.warmup_steps=10"],
     "mnist1d_transformer": ["train.steps=30", "optim.warmup_steps=10"],

@@ -24,7 +24,7 @@ def get_config():
   config.model.num_heads = 4
   config.model.dropout = 0.1
   config.model.positions = "learned"
-  config.model.max_len = 10  # tokens: 40 samples / patch_size
+  config.model.max_len = 0  # as many learned positions as the data has tokens (10: 40 samples / patch_size)
   config.model.pooling = "mean"
   config.model.patch_size = 4
   config.train.steps = 5000

@@ -107,6 +107,13 @@ def structure_diff(saved: Mapping[str, dict], target: Mapping[str, np.ndarray], 
   return diffs
 
 
+def _save_args(state: Any) -> Any:
+  """Orbax's arguments for one save: the state's arrays (copied to the host now) and their checksums."""
+  ocp = _ocp()
+  flat = to_host(state)
+  return ocp.args.Composite(state=ocp.args.StandardSave(flat), integrity=ocp.args.JsonSave(manifest(flat)))
+
+
 # ------------------------------------------------------------ checkpointer --
 
 
@@ -180,20 +187,53 @@ class Checkpointer:
     offered to the best-checkpoint directory.
     """
     t = time.perf_counter()
-    ocp = _ocp()
-    flat = to_host(state)
-    args = ocp.args.Composite(state=ocp.args.StandardSave(flat),
-                              integrity=ocp.args.JsonSave(manifest(flat)))
+    args = _save_args(state)
     self.manager.save(int(step), args=args, force=True)
-    if self.best_metric and metrics and self.best_metric in metrics:
-      if self._best is None:
-        self._best = self._make_manager(
-            self.directory.with_name(self.directory.name + "_best"), max_to_keep=1,
-            best_fn=lambda m: m[self.best_metric], best_mode=self.best_mode)
-      self._best.save(int(step), args=args, metrics={self.best_metric: float(metrics[self.best_metric])},
-                      force=True)
+    self._offer_best(step, args, metrics)
     self.saves += 1
     self.blocking_seconds += time.perf_counter() - t
+
+  @property
+  def best_directory(self) -> pathlib.Path:
+    """Where ``best_metric``'s best checkpoint is kept: ``<directory>_best``."""
+    return self.directory.with_name(self.directory.name + "_best")
+
+  def _make_best_manager(self):
+    return self._make_manager(self.best_directory, max_to_keep=1, best_fn=lambda m: m[self.best_metric],
+                              best_mode=self.best_mode)
+
+  def _best_manager(self):
+    if self._best is None:
+      self._best = self._make_best_manager()
+    return self._best
+
+  def _offer_best(self, step: int, args: Any, metrics: Mapping[str, float] | None) -> None:
+    if not (self.best_metric and metrics and self.best_metric in metrics):
+      return
+    best = self._best_manager()
+    # A resumed run evaluates again the steps after its checkpoint: one the
+    # killed run had already offered is kept as it was written.
+    if int(step) not in best.all_steps():
+      best.save(int(step), args=args, metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)
+
+  def offer_best(self, step: int, state: Any, metrics: Mapping[str, float]) -> None:
+    """Offers the state to the best-checkpoint directory only (an evaluation between checkpoints)."""
+    if self.best_metric and self.best_metric in metrics:
+      t = time.perf_counter()
+      self._offer_best(step, _save_args(state), metrics)
+      self.blocking_seconds += time.perf_counter() - t
+
+  def best(self) -> tuple[int, float] | None:
+    """``(step, metric)`` of the kept best checkpoint, or None when there is none."""
+    if not (self.best_metric and self.best_directory.is_dir()):
+      return None
+    self.wait()
+    manager = self._make_best_manager()  # read from disk: the saves of every earlier process too
+    try:
+      step = manager.best_step()
+      return None if step is None else (step, float(manager.metrics(step)[self.best_metric]))
+    finally:
+      manager.close()
 
   def wait(self) -> None:
     """Blocks until every started save is on disk."""

@@ -16,6 +16,7 @@ calls ``jaxdl.loops.<loop>.train_and_evaluate``; nothing else.
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -127,8 +128,29 @@ def cmd_run(args) -> int:
   if loop not in LOOPS:
     raise JaxdlError(f"preset '{name}' names an unknown loop '{loop}' "
                      f"(known: {', '.join(LOOPS)})")
+  _join_flags(args, config, loop)
   get_loop(loop).train_and_evaluate(config, workdir)
   return 0
+
+
+_JOIN_FLAGS = {"num_processes": "JAX_NUM_PROCESSES", "process_id": "JAX_PROCESS_ID",
+               "coordinator": "JAX_COORDINATOR_ADDRESS"}
+
+
+def _join_flags(args, config, loop: str) -> None:
+  """``--num-processes``, ``--process-id`` and ``--coordinator``: the variables they stand for, and ``train.distributed``."""
+  given = {k: getattr(args, k) for k in _JOIN_FLAGS if getattr(args, k) is not None}
+  if not given:
+    return
+  if "distributed" not in config.get("train", {}):
+    raise JaxdlError(f"the '{loop}' loop runs in one process; --num-processes, --process-id and "
+                     f"--coordinator do not apply to it")
+  if "num_processes" not in given or "process_id" not in given:
+    raise JaxdlError("--num-processes and --process-id go together (with --coordinator HOST:PORT, "
+                     "or JAX_COORDINATOR_ADDRESS)")
+  for key, value in given.items():
+    os.environ[_JOIN_FLAGS[key]] = str(value)
+  config.train.distributed = True
 
 
 def cmd_sample(args) -> int:
@@ -191,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("run", help="train and evaluate a preset")
   add_common(p)
   p.add_argument("--workdir", help="output directory (default: runs/PRESET, or runs/PRESET/KEY=VALUE,... with --set)")
+  p.add_argument("--num-processes", type=int, metavar="N",
+                 help="processes in a multi-host job (sets train.distributed=true; or JAX_NUM_PROCESSES)")
+  p.add_argument("--process-id", type=int, metavar="I", help="this process's index in [0, N) (or JAX_PROCESS_ID)")
+  p.add_argument("--coordinator", metavar="HOST:PORT",
+                 help="the address of process 0 (or JAX_COORDINATOR_ADDRESS)")
   p.set_defaults(func=cmd_run)
 
   p = sub.add_parser("sample", help="generate text with a trained language model")

@@ -20,6 +20,20 @@ import ml_collections
 
 from jaxdl.utils.errors import JaxdlError
 
+# A preset's value for a key that its loop derives from the data (the lm loop's
+# train.steps, model.dropout, optim.weight_decay): --set replaces it by a number.
+AUTO = "auto"
+
+
+def auto() -> ml_collections.FieldReference:
+  """A field left at ``'auto'`` for the loop to derive, which also takes the number that replaces it.
+
+  ``ConfigDict`` fixes a field's type at its first value; this one's is
+  ``object``, so ``config.train.steps = auto()`` in a preset and
+  ``--set train.steps=3000`` later both work.
+  """
+  return ml_collections.FieldReference(AUTO, field_type=object)
+
 
 def train_section() -> ml_collections.ConfigDict:
   """``train.*`` keys that every loop trained by ``jaxdl.train.fit`` over a device mesh reads."""
@@ -31,7 +45,9 @@ def train_section() -> ml_collections.ConfigDict:
   train.log_every = 50  # steps between training-metric logs (one host sync each)
   train.num_devices = 0  # 0: every device (of every host)
   train.distributed = False  # call jax.distributed.initialize() first (multi-host)
+  train.distributed_timeout_s = 300  # how long to wait for the other processes and the coordinator
   train.nan_policy = "halt"  # or "skip": drop non-finite updates and go on
+  train.compile_cache = True  # JAX's persistent compilation cache in $JAXDL_CACHE_DIR/xla (jaxdl.train.compile)
   return train
 
 
@@ -122,6 +138,14 @@ def _parse_like(key: str, text: str, current: Any) -> Any:
   def wrong(expected: str) -> JaxdlError:
     return JaxdlError(f"--set {key}={text}: expected {expected}")
 
+  if current == AUTO:  # a derived value: 'auto' again, or the number chosen instead
+    try:
+      value = text if text == AUTO else ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      raise wrong(f"a number or '{AUTO}'") from None
+    if value != AUTO and (isinstance(value, bool) or not isinstance(value, (int, float))):
+      raise wrong(f"a number or '{AUTO}'")
+    return value
   if isinstance(current, bool):
     if text.lower() in _TRUE:
       return True

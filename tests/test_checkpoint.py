@@ -337,6 +337,30 @@ def test_keep_best_keeps_the_step_with_the_best_metric(tmp_path):
   assert kept[0] in {-s for a, s in evals if a == best_acc} and best_step <= kept[0]
 
 
+def test_an_evaluation_between_checkpoints_can_be_the_best_and_a_resume_offers_it_again(tmp_path):
+  def state(v):
+    return {"w": np.full(3, v, np.float32)}
+
+  def best_by_bpc():
+    return checkpoint.Checkpointer(tmp_path / "c", best_metric="test/bpc", best_mode="min", log=lambda _: None)
+
+  ckpt = best_by_bpc()
+  ckpt.save(10, state(10), metrics={"test/bpc": 3.0})
+  ckpt.offer_best(15, state(15), {"test/bpc": 2.0})  # an evaluation between checkpoints
+  ckpt.offer_best(16, state(16), {"train/loss": 0.1})  # no validation metric: nothing offered
+  ckpt.save(20, state(20), metrics={"test/bpc": 2.5})
+  ckpt.close()
+  assert ckpt.best() == (15, 2.0) and ckpt.steps() == [10, 20]
+  # Resumed from step 10, a run evaluates step 15 again and offers it again: it stays as it was.
+  again = best_by_bpc()
+  again.offer_best(15, state(15), {"test/bpc": 2.0})
+  again.offer_best(18, state(18), {"test/bpc": 2.2})
+  again.close()
+  assert again.best() == (15, 2.0)
+  restored = checkpoint.Checkpointer(again.best_directory).restore(15, state(0))
+  np.testing.assert_array_equal(restored["w"], state(15)["w"])
+
+
 def test_a_key_only_the_saved_config_has_does_not_block_resume():
   from jaxdl.train.workdir import config_differences
   current = {"loop": "lm", "train": {"seed": 0, "steps": 10}, "model": {"name": "lstm_lm"}}

@@ -3,6 +3,10 @@
 A :class:`Dataset` is plain host arrays (NumPy), already scaled and in the
 layout the models expect (channels last). Putting them on devices, sharding and
 batching belong to the training loop.
+
+Sequences may vary in length: padded float sequences (N, T, F) or integer
+token ids (N, T), with ``lengths_train`` / ``lengths_test`` (N,) giving each
+example's valid steps (the rest is padding, which no model may read).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from jaxdl.utils.errors import JaxdlError
 # Per-example rank -> what the models call it: (D,), (L, C), (H, W, C).
 _KINDS = {1: "vector", 2: "signal", 3: "image"}
 _SPLITS = ("x_train", "y_train", "x_test", "y_test")
+_LENGTHS = {"x_train": "lengths_train", "x_test": "lengths_test"}
+TASKS = ("classification", "regression")  # integer labels, or real-valued targets (N,) / (N, K)
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-  """A classification dataset as host arrays.
+  """A classification (or regression) dataset as host arrays.
 
   ``eq=False``: comparing arrays with ``==`` has no single truth value, so two
   datasets compare (and hash) by identity.
@@ -31,11 +37,18 @@ class Dataset:
   Attributes:
     name: the name it was loaded under (``digits``, ``npz``, ...).
     x_train: float32 inputs, ``(N, *input_shape)``, channels last.
-    y_train: int32 labels in ``[0, num_classes)``, ``(N,)``.
+    y_train: int32 labels in ``[0, num_classes)``, ``(N,)``; or, for a
+      regression (``task``), float32 targets ``(N,)`` or ``(N, K)``.
     x_test: float32 inputs, ``(M, *input_shape)``.
-    y_test: int32 labels, ``(M,)``.
-    num_classes: number of classes (the width of the model's logits).
+    y_test: int32 labels, ``(M,)`` (float32 targets ``(M,)`` or ``(M, K)``).
+    num_classes: number of classes (the width of the model's logits); for
+      a regression, K (1 for targets ``(N,)``), the width of its output.
     info: small JSON-able facts: source, file hashes, normalisation used.
+    lengths_train: int32 valid steps of each padded training sequence,
+      ``(N,)``, each in ``[1, T]``; None: every example is whole.
+    lengths_test: the same for the test set (given with ``lengths_train``).
+    vocab_size: for integer token ids (``x`` int32 ``(N, T)``), the size of
+      the vocabulary (every id is below it); 0 for float inputs.
   """
 
   name: str
@@ -45,12 +58,19 @@ class Dataset:
   y_test: np.ndarray
   num_classes: int
   info: dict = dataclasses.field(default_factory=dict)
+  lengths_train: np.ndarray | None = None
+  lengths_test: np.ndarray | None = None
+  vocab_size: int = 0
 
   def __post_init__(self):
     # Structural checks only (cheap); value checks live in `from_arrays`.
     for split in _SPLITS:
       array = getattr(self, split)
       want = np.float32 if split.startswith("x") else np.int32
+      if split.startswith("x") and self.vocab_size:
+        want = np.int32  # token ids
+      if split.startswith("y") and self.task == "regression":
+        want = np.float32  # real-valued targets
       if not isinstance(array, np.ndarray) or array.dtype != want:
         got = getattr(array, "dtype", type(array).__name__)
         raise JaxdlError(f"Dataset {self.name!r}: {split} must be a {np.dtype(want).name} "
@@ -58,22 +78,69 @@ class Dataset:
     if self.x_train.ndim - 1 not in _KINDS:
       raise JaxdlError(f"Dataset {self.name!r}: x_train must be (N, D), (N, L, C) or "
                        f"(N, H, W, C), got shape {self.x_train.shape}")
+    if self.vocab_size and self.x_train.ndim != 2:
+      raise JaxdlError(f"Dataset {self.name!r}: token ids must be (N, T), got shape {self.x_train.shape}")
+    self._check_lengths_structure()
     if self.x_test.shape[1:] != self.x_train.shape[1:]:
       raise JaxdlError(f"Dataset {self.name!r}: x_test examples have shape {self.x_test.shape[1:]} "
                        f"but x_train examples have shape {self.x_train.shape[1:]}")
     for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
-      if getattr(self, y).shape != getattr(self, x).shape[:1]:
+      if getattr(self, y).shape[:1] != getattr(self, x).shape[:1]:
         raise JaxdlError(f"Dataset {self.name!r}: {y} has shape {getattr(self, y).shape} "
                          f"but {x} has {len(getattr(self, x))} examples")
     if not isinstance(self.num_classes, (int, np.integer)) or self.num_classes < 1:
       raise JaxdlError(f"Dataset {self.name!r}: num_classes must be a positive integer, "
                        f"got {self.num_classes!r}")
+    self._check_targets_structure()
+
+  def _check_targets_structure(self) -> None:
+    shapes = (self.y_train.shape, self.y_test.shape)
+    if self.task == "classification":
+      if any(len(shape) != 1 for shape in shapes):
+        raise JaxdlError(f"Dataset {self.name!r}: labels must be (N,), got y_train {shapes[0]} and y_test {shapes[1]}")
+      return
+    if len(shapes[0]) not in (1, 2) or shapes[0][1:] != shapes[1][1:]:
+      raise JaxdlError(f"Dataset {self.name!r}: regression targets must be (N,) or (N, K) in both splits, got "
+                       f"y_train {shapes[0]} and y_test {shapes[1]}")
+    if self.num_classes != self.num_targets:
+      raise JaxdlError(f"Dataset {self.name!r}: num_classes (the model's output width) must be the {self.num_targets} "
+                       f"target column(s) of y_train, got {self.num_classes}")
+
+  def _check_lengths_structure(self) -> None:
+    lengths = [getattr(self, key) for key in _LENGTHS.values()]
+    if all(array is None for array in lengths):
+      return
+    for x, key in _LENGTHS.items():
+      array = getattr(self, key)
+      if not isinstance(array, np.ndarray) or array.dtype != np.int32 \
+          or array.shape != getattr(self, x).shape[:1]:
+        got = "None" if array is None else f"{getattr(array, 'dtype', type(array).__name__)} " \
+                                           f"{getattr(array, 'shape', '')}"
+        raise JaxdlError(f"Dataset {self.name!r}: {key} must be an int32 numpy array of shape "
+                         f"{getattr(self, x).shape[:1]} (one length per example of {x}), got {got}")
+    if self.kind not in ("signal", "tokens"):
+      raise JaxdlError(f"Dataset {self.name!r}: lengths need sequences, (N, T, F) floats or (N, T) "
+                       f"token ids; x_train has shape {self.x_train.shape}")
 
   @property
   def sha256(self) -> str:
-    """A digest of the four arrays and the class count: what a run trained and was tested on."""
-    return arrays_sha256({**{k: getattr(self, k) for k in _SPLITS},
-                          "num_classes": np.asarray(self.num_classes, np.int64)})
+    """A digest of the arrays and the class count (and vocabulary): what a run trained and was tested on."""
+    arrays = {**{k: getattr(self, k) for k in _SPLITS}, "num_classes": np.asarray(self.num_classes, np.int64)}
+    if self.lengths_train is not None:  # absent keys leave the digest of whole-length data as it was
+      arrays.update(lengths_train=self.lengths_train, lengths_test=self.lengths_test)
+    if self.vocab_size:
+      arrays["vocab_size"] = np.asarray(self.vocab_size, np.int64)
+    return arrays_sha256(arrays)
+
+  @property
+  def task(self) -> str:
+    """``"regression"`` for float32 targets ``y``, ``"classification"`` for int32 labels."""
+    return "regression" if getattr(self.y_train, "dtype", None) == np.float32 else "classification"
+
+  @property
+  def num_targets(self) -> int:
+    """K, the columns of regression targets (N, K); 1 for targets (N,) and for labels."""
+    return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -90,23 +157,34 @@ class Dataset:
 
   @property
   def kind(self) -> str:
-    """``"image"`` for (H, W, C) examples, ``"signal"`` for (L, C), ``"vector"`` for (D,)."""
-    return _KINDS[len(self.input_shape)]
+    """``"image"`` for (H, W, C) examples, ``"signal"`` for (L, C), ``"vector"`` for (D,), ``"tokens"`` for ids (T,)."""
+    return "tokens" if self.vocab_size else _KINDS[len(self.input_shape)]
+
+  @property
+  def steps(self) -> int:
+    """T, the padded length of a sequence (signals and tokens); 0 for vectors and images."""
+    return int(self.x_train.shape[1]) if self.kind in ("signal", "tokens") else 0
 
   def __repr__(self) -> str:
     # The default repr would print the arrays.
+    extra = (", variable lengths" if self.lengths_train is not None else "") + \
+        (f", vocab_size={self.vocab_size}" if self.vocab_size else "")
     return (f"Dataset(name={self.name!r}, kind={self.kind!r}, input_shape={self.input_shape}, "
             f"num_train={self.num_train}, num_test={self.num_test}, "
-            f"num_classes={self.num_classes})")
+            f"num_classes={self.num_classes}{extra})")
 
   @classmethod
   def from_arrays(cls, name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
-                  num_classes: int = 0, info: dict | None = None) -> Dataset:
+                  num_classes: int = 0, info: dict | None = None, lengths_train: Any = None,
+                  lengths_test: Any = None, vocab_size: int = 0, task: str = "classification") -> Dataset:
     """Validates and converts user arrays into a :class:`Dataset`.
 
     Runs the same checks as the file loaders: non-empty, numeric and finite
     inputs of rank 2 to 4 with matching per-example shapes, integer labels
-    (whole-number floats are accepted) in range.
+    (whole-number floats are accepted) in range. Integer inputs ``(N, T)``
+    (other than uint8) are token ids, as are any integer ``(N, T)`` with
+    ``vocab_size``; with lengths, the two splits may be padded to different
+    lengths (the shorter is padded with zeros).
 
     Args:
       name: a name for messages and ``Dataset.name``.
@@ -116,17 +194,26 @@ class Dataset:
       y_test: labels ``(M,)``.
       num_classes: the number of classes; 0 infers ``max(y_train) + 1``.
       info: JSON-able facts to keep with the data.
+      lengths_train: valid steps of each padded training sequence (N,), or None.
+      lengths_test: the same for the test set (with ``lengths_train``).
+      vocab_size: the vocabulary of token ids; 0 infers ``max(id) + 1`` over
+        the valid steps of both splits.
+      task: ``"regression"`` for real-valued targets ``(N,)`` or ``(N, K)``
+        (finite; kept float32), instead of integer labels.
 
     Returns:
-      The dataset, inputs float32 and labels int32.
+      The dataset, inputs float32 (token ids int32) and labels int32.
 
     Raises:
       JaxdlError: naming the offending array on any failed check.
     """
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    return build(name, arrays, {key: f"array '{key}'" for key in _SPLITS},
+    if lengths_train is not None or lengths_test is not None:
+      arrays.update(lengths_train=lengths_train, lengths_test=lengths_test)
+    keys = (*_SPLITS, *_LENGTHS.values())
+    return build(name, arrays, {key: f"array '{key}'" for key in keys},
                  source=f"dataset {name!r}",
-                 num_classes=num_classes, info=info or {})
+                 num_classes=num_classes, info=info or {}, vocab_size=vocab_size, task=task)
 
 
 def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
@@ -177,7 +264,8 @@ def _check_labels(y: Any, where: str) -> np.ndarray:
     if not whole.all():
       i = int(np.flatnonzero(~whole)[0])
       _fail(where, f"labels must be integers, found {y[i].item()} at index {i} "
-                   f"({_plural(int((~whole).sum()), 'non-integer label')})")
+                   f"({_plural(int((~whole).sum()), 'non-integer label')}); for real-valued targets "
+                   f"use task=regression (train.task in a config)")
   elif y.dtype.kind not in "biu":
     _fail(where, f"labels must be integers, got dtype {y.dtype}")
   negative = y < 0
@@ -188,6 +276,122 @@ def _check_labels(y: Any, where: str) -> np.ndarray:
   if y.max() >= np.iinfo(np.int32).max:
     _fail(where, f"label {y.max().item()} does not fit in int32")
   return y.astype(np.int32)
+
+
+# ------------------------------------------------------------------ sequences --
+
+
+def _holds_tokens(arrays: Mapping[str, Any], full: Mapping[str, str], vocab_size: Any) -> bool:
+  """Whether the inputs are token ids: integer (N, T), not uint8 (pixel rows) unless a vocabulary is given."""
+  if not isinstance(vocab_size, (int, np.integer)) or isinstance(vocab_size, bool) or vocab_size < 0:
+    _fail(full["x_train"], f"vocab_size must be a non-negative integer, got {vocab_size!r}")
+
+  def ids(x):
+    x = np.asarray(x)
+    return x.ndim == 2 and x.dtype.kind in "iu" and (bool(vocab_size) or x.dtype != np.uint8)
+
+  tokens = [ids(arrays[key]) for key in ("x_train", "x_test")]
+  if tokens[0] != tokens[1]:
+    kinds = [f"{key} is {'token ids' if t else 'not token ids'} ({np.asarray(arrays[key]).dtype} "
+             f"{np.asarray(arrays[key]).shape})" for key, t in zip(("x_train", "x_test"), tokens)]
+    _fail(full["x_train"], f"both splits must be integer token ids (N, T) or neither: {'; '.join(kinds)}")
+  if vocab_size and not tokens[0]:
+    _fail(full["x_train"], f"vocab_size={vocab_size} is given, but the inputs are not integer token ids "
+                           f"(N, T): {np.asarray(arrays['x_train']).dtype} {np.asarray(arrays['x_train']).shape}")
+  return tokens[0]
+
+
+def _check_tokens(x: Any, where: str) -> np.ndarray:
+  x = np.asarray(x)
+  if x.size == 0:
+    _fail(where, f"empty (shape {x.shape})")
+  if x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max:
+    _fail(where, f"token id {x.max().item() if x.max() > 0 else x.min().item()} does not fit in int32")
+  return x.astype(np.int32)
+
+
+def _check_lengths(lengths: Any, x: np.ndarray, where: str, x_where: str) -> np.ndarray:
+  lengths = np.asarray(lengths)
+  if lengths.dtype.kind not in "iu":
+    _fail(where, f"lengths must be integers, got dtype {lengths.dtype}")
+  if lengths.shape != x.shape[:1]:
+    _fail(where, f"lengths must be one per example of {x_where} (shape {x.shape[:1]}), "
+                 f"got shape {lengths.shape}")
+  steps = x.shape[1]
+  for bad, what in ((lengths < 1, "below 1"), (lengths > steps, f"beyond the {steps} steps of {x_where}")):
+    if bad.any():
+      i = int(np.flatnonzero(bad)[0])
+      _fail(where, f"{_plural(int(bad.sum()), 'length')} {what}, first {lengths[i].item()} at index {i}")
+  return lengths.astype(np.int32)
+
+
+def _check_all_lengths(arrays: Mapping[str, Any], xs: Mapping[str, np.ndarray], where: Mapping[str, str],
+                       full: Mapping[str, str], pair: str) -> dict[str, np.ndarray]:
+  """``lengths_train`` and ``lengths_test`` checked against their inputs, or {} when there are none."""
+  given = {key: arrays.get(key) for key in _LENGTHS.values()}
+  if all(value is None for value in given.values()):
+    return {}
+  missing = [key for key, value in given.items() if value is None]
+  if missing:
+    other = next(key for key in given if key not in missing)
+    raise JaxdlError(f"{pair}{where.get(other, other)} is given without {missing[0]}: padded sequences "
+                     f"need the lengths of both splits")
+  for x, key in _LENGTHS.items():
+    if xs[x].ndim not in (2, 3) or (xs[x].ndim == 2 and xs[x].dtype != np.int32):
+      _fail(full[key], f"lengths need sequences, (N, T, F) floats or (N, T) integer token ids; "
+                       f"{where[x]} has shape {xs[x].shape}")
+  return {key: _check_lengths(given[key], xs[x], full[key], where[x]) for x, key in _LENGTHS.items()}
+
+
+def pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
+  """``x`` (N, T, ...) cropped or zero-padded along its step axis to ``steps``."""
+  if x.shape[1] >= steps:
+    return x[:, :steps]
+  return np.pad(x, [(0, 0), (0, steps - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
+
+
+def _valid(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+  """True at the valid steps of (N, T) ``x`` (everywhere without lengths)."""
+  if lengths is None:
+    return np.ones(x.shape, bool)
+  return np.arange(x.shape[1])[None, :] < lengths[:, None]
+
+
+def _check_ids(xs: dict[str, np.ndarray], lengths: Mapping[str, np.ndarray], full: Mapping[str, str],
+               vocab_size: int) -> int:
+  """Checks the ids at valid steps (in ``[0, vocab_size)``), zeroes those at padded ones, returns the vocabulary."""
+  valid = {x: _valid(ids, lengths.get(_LENGTHS[x])) for x, ids in xs.items()}
+  for x, ids in xs.items():
+    negative = valid[x] & (ids < 0)
+    if negative.any():
+      i, t = (int(v[0]) for v in np.nonzero(negative))
+      _fail(full[x], f"{_plural(int(negative.sum()), 'negative token id')}, first {ids[i, t]} at example {i}, "
+                     f"step {t}")
+  inferred = int(max(np.where(valid[x], ids, 0).max() for x, ids in xs.items())) + 1
+  for x, ids in xs.items():
+    beyond = valid[x] & (ids >= vocab_size) if vocab_size else np.zeros_like(valid[x])
+    if beyond.any():
+      i, t = (int(v[0]) for v in np.nonzero(beyond))
+      _fail(full[x], f"{_plural(int(beyond.sum()), 'token id')} outside the vocabulary (vocab_size={vocab_size}), "
+                     f"first {ids[i, t]} at example {i}, step {t}")
+    ids[~valid[x]] = 0  # padding: any id the file holds there is never read
+  return int(vocab_size) or inferred
+
+
+def _check_targets(y: Any, where: str) -> np.ndarray:
+  """Regression targets: numeric and finite, (N,) or (N, K); float32."""
+  y = np.asarray(y)
+  if y.dtype.kind not in "biuf":
+    _fail(where, f"regression targets must be numeric, got dtype {y.dtype}")
+  if y.ndim not in (1, 2) or y.size == 0:
+    _fail(where, f"regression targets must be a non-empty (N,) or (N, K) array, got shape {y.shape}")
+  converted = y.astype(np.float32)
+  bad = ~np.isfinite(converted)  # after the cast: float64 beyond float32's range becomes inf
+  if bad.any():
+    i = int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
+    _fail(where, f"{_plural(int(bad.sum()), 'non-finite target')} (NaN or inf), first at index {i} "
+                 f"({y[i].tolist()})")
+  return converted
 
 
 def _check_range(y: np.ndarray, where: str, num_classes: int, inferred: bool) -> None:
@@ -201,19 +405,38 @@ def _check_range(y: np.ndarray, where: str, num_classes: int, inferred: bool) ->
                  f"data.num_classes={num_classes}, first {y[i]} at index {i}")
 
 
+def _target_width(y_train: np.ndarray, y_test: np.ndarray, where: Mapping[str, str], pair: str,
+                  num_classes: int) -> int:
+  """K, the columns of regression targets (1 for (N,)): the same in both splits."""
+  if num_classes:
+    raise JaxdlError(f"data.num_classes={num_classes} is for classification; a regression's output width "
+                     f"is the columns of y_train: leave data.num_classes=0")
+  if y_train.shape[1:] != y_test.shape[1:]:
+    raise JaxdlError(f"{pair}{where['y_train']} targets have shape {y_train.shape[1:]} per example but "
+                     f"{where['y_test']} has {y_test.shape[1:]}")
+  return int(y_train.shape[1]) if y_train.ndim == 2 else 1
+
+
 def build(name: str, arrays: Mapping[str, Any], where: Mapping[str, str], *,
-          num_classes: int, info: dict, source: str = "") -> Dataset:
+          num_classes: int, info: dict, source: str = "", vocab_size: int = 0,
+          task: str = "classification") -> Dataset:
   """Checks raw arrays and makes the :class:`Dataset` (shared by all loaders).
 
   Args:
     name: the dataset's name.
-    arrays: ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+    arrays: ``x_train``, ``y_train``, ``x_test``, ``y_test``, and optionally
+      ``lengths_train`` and ``lengths_test`` (both or neither).
     where: for each array, how messages name it (its file, or its name in
       ``source``).
     num_classes: 0 infers ``max(y_train) + 1``.
     info: JSON-able facts.
     source: the one file all four arrays come from, if they do; messages
       start with it.
+    vocab_size: for token ids, the vocabulary (every valid id below it); 0
+      infers ``max(id) + 1`` over the valid steps of both splits.
+    task: ``classification`` (integer labels) or ``regression`` (finite
+      real-valued targets (N,) or (N, K), kept float32; ``num_classes``
+      must then be 0, and the dataset's is K).
 
   Returns:
     The dataset.
@@ -225,23 +448,96 @@ def build(name: str, arrays: Mapping[str, Any], where: Mapping[str, str], *,
       or num_classes < 0:
     raise JaxdlError(f"data.num_classes must be a non-negative integer, got {num_classes!r}")
   prefix = f"{source}, " if source else ""
-  full = {key: prefix + where[key] for key in _SPLITS}  # names one array
+  full = {key: prefix + where[key] for key in where}  # names one array
   pair = f"{source}: " if source else ""  # starts a message naming two
-  x_train = _check_inputs(arrays["x_train"], full["x_train"])
-  x_test = _check_inputs(arrays["x_test"], full["x_test"])
-  y_train = _check_labels(arrays["y_train"], full["y_train"])
-  y_test = _check_labels(arrays["y_test"], full["y_test"])
+  tokens = _holds_tokens(arrays, full, vocab_size)
+  x_train = (_check_tokens if tokens else _check_inputs)(arrays["x_train"], full["x_train"])
+  x_test = (_check_tokens if tokens else _check_inputs)(arrays["x_test"], full["x_test"])
+  if task not in TASKS:
+    raise JaxdlError(f"task={task!r} is not one of {', '.join(TASKS)} (train.task)")
+  check_y = _check_targets if task == "regression" else _check_labels
+  y_train = check_y(arrays["y_train"], full["y_train"])
+  y_test = check_y(arrays["y_test"], full["y_test"])
   for x, y, nx, ny in ((x_train, y_train, "x_train", "y_train"),
                        (x_test, y_test, "x_test", "y_test")):
     if len(x) != len(y):
       raise JaxdlError(f"{pair}{where[nx]} has {_plural(len(x), 'example')} but {where[ny]} "
                        f"has {_plural(len(y), 'label')}")
+  lengths = _check_all_lengths(arrays, {"x_train": x_train, "x_test": x_test}, where, full, pair)
+  if lengths:  # padded sequences: the splits may be padded to different lengths
+    x_train, x_test = (pad_steps(x, max(x_train.shape[1], x_test.shape[1])) for x in (x_train, x_test))
   if x_train.shape[1:] != x_test.shape[1:]:
     raise JaxdlError(f"{pair}{where['x_train']} examples have shape {x_train.shape[1:]} but "
                      f"{where['x_test']} examples have shape {x_test.shape[1:]}")
-  inferred = not num_classes
-  num_classes = int(num_classes) or int(y_train.max()) + 1
-  _check_range(y_train, full["y_train"], num_classes, inferred)
-  _check_range(y_test, full["y_test"], num_classes, inferred)
+  if tokens:
+    vocab_size = _check_ids({"x_train": x_train, "x_test": x_test}, lengths, full, vocab_size)
+  if task == "regression":
+    num_classes = _target_width(y_train, y_test, where, pair, num_classes)
+  else:
+    inferred = not num_classes
+    num_classes = int(num_classes) or int(y_train.max()) + 1
+    _check_range(y_train, full["y_train"], num_classes, inferred)
+    _check_range(y_test, full["y_test"], num_classes, inferred)
   return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                 num_classes=num_classes, info=info)
+                 num_classes=num_classes, info=info, lengths_train=lengths.get("lengths_train"),
+                 lengths_test=lengths.get("lengths_test"), vocab_size=vocab_size if tokens else 0)
+
+
+def with_steps(ds: Dataset, steps: int) -> Dataset:
+  """``ds`` with every sequence cropped or zero-padded to ``steps`` steps (``data.max_length``).
+
+  Cropping keeps the first ``steps`` steps and clips the lengths; padding
+  adds zero steps, and lengths if the set had none, so the models never read
+  the padding.
+
+  Raises:
+    JaxdlError: ``steps`` < 1, or data that is not sequences.
+  """
+  if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+    raise JaxdlError(f"data.max_length must be a positive integer (0: the lengths as stored), got {steps!r}")
+  if ds.kind not in ("signal", "tokens"):
+    raise JaxdlError(f"data.max_length={steps} crops or pads sequences, but {ds.name!r} holds {ds.kind}s of "
+                     f"shape {ds.input_shape}")
+  if steps == ds.steps:
+    return ds
+  lengths = {}
+  if ds.lengths_train is not None or steps > ds.steps:
+    for x, key in _LENGTHS.items():
+      stored = getattr(ds, key)
+      stored = np.full(len(getattr(ds, x)), ds.steps, np.int32) if stored is None else stored
+      lengths[key] = np.minimum(stored, steps).astype(np.int32)
+  return dataclasses.replace(ds, x_train=pad_steps(ds.x_train, steps), x_test=pad_steps(ds.x_test, steps),
+                             info={**ds.info, "max_length": int(steps)}, **lengths)
+
+
+# A floor under a feature's standard deviation within one sequence, so a
+# feature that barely moves over a few steps is not blown up to unit variance
+# (inputs here are standardised over the dataset first: of order 1).
+_SEQUENCE_STD_FLOOR = 1e-2
+
+
+def normalize_sequences(ds: Dataset) -> Dataset:
+  """``ds`` with each sequence's features standardised over its own valid steps (``data.normalize=sequence``).
+
+  Per-utterance mean and variance normalisation of speech features:
+  subtracting an utterance's mean removes a fixed channel (microphone,
+  room) and dividing by its spread removes loudness, along with whatever the
+  average itself said. Padded steps become 0.
+
+  Raises:
+    JaxdlError: data that is not float sequences (N, T, F).
+  """
+  if ds.kind != "signal":
+    raise JaxdlError(f"data.normalize=sequence standardises float sequences (N, T, F), but {ds.name!r} holds "
+                     f"{ds.kind}s of shape {ds.input_shape}")
+
+  def normalize(x, lengths):
+    valid = _valid(x[..., 0], lengths)[..., None]  # (N, T, 1)
+    counts = valid.sum(axis=1, keepdims=True)
+    mean = np.where(valid, x, 0).sum(axis=1, keepdims=True) / counts  # (N, 1, F)
+    std = np.sqrt(np.where(valid, (x - mean) ** 2, 0).sum(axis=1, keepdims=True) / counts)
+    return np.where(valid, (x - mean) / np.maximum(std, _SEQUENCE_STD_FLOOR), 0).astype(np.float32)
+
+  return dataclasses.replace(ds, x_train=normalize(ds.x_train, ds.lengths_train),
+                             x_test=normalize(ds.x_test, ds.lengths_test),
+                             info={**ds.info, "normalize": "sequence"})

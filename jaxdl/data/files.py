@@ -5,6 +5,9 @@ the file and the offending thing:
 
 - ``.npz``: arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``; inputs
   keep their per-example shape ((D,), (L, C) or (H, W, C), channels last).
+  Padded sequences may add ``lengths_train`` and ``lengths_test`` (N,);
+  integer ``x`` of shape (N, T) holds token ids, with an optional 0-d
+  ``vocab_size``.
 - IDX (MNIST, Fashion-MNIST): the four ``*-ubyte`` files in one directory,
   each optionally gzipped.
 - CIFAR-10 python batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``).
@@ -32,6 +35,7 @@ from jaxdl.utils.errors import JaxdlError
 PathLike = str | os.PathLike
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_NPZ_OPTIONAL = ("lengths_train", "lengths_test", "vocab_size")
 _NPY_MAGIC = b"\x93NUMPY"  # a bare .npy file, which np.load also accepts
 
 
@@ -56,7 +60,7 @@ def _scale_uint8(x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ npz --
 
 
-def save_npz(path: PathLike, x_train: Any, y_train: Any, x_test: Any, y_test: Any) -> None:
+def save_npz(path: PathLike, x_train: Any, y_train: Any, x_test: Any, y_test: Any, **optional: Any) -> None:
   """Writes the four arrays to an uncompressed ``.npz`` that ``load_npz`` reads.
 
   Args:
@@ -65,22 +69,34 @@ def save_npz(path: PathLike, x_train: Any, y_train: Any, x_test: Any, y_test: An
     y_train: labels ``(N,)``.
     x_test: inputs ``(M, ...)``.
     y_test: labels ``(M,)``.
+    **optional: ``lengths_train`` and ``lengths_test`` (N,) of padded
+      sequences, ``vocab_size`` of token ids; None values are left out.
   """
+  unknown = set(optional) - set(_NPZ_OPTIONAL)
+  if unknown:
+    raise ValueError(f"save_npz takes no array {sorted(unknown)[0]!r} (optional: {', '.join(_NPZ_OPTIONAL)})")
+  extra = {key: np.asarray(value) for key, value in optional.items() if value is not None}
   np.savez(os.fspath(path), x_train=np.asarray(x_train), y_train=np.asarray(y_train),
-           x_test=np.asarray(x_test), y_test=np.asarray(y_test))
+           x_test=np.asarray(x_test), y_test=np.asarray(y_test), **extra)
 
 
-def load_npz(path: PathLike, *, num_classes: int = 0) -> Dataset:
+def load_npz(path: PathLike, *, num_classes: int = 0, task: str = "classification") -> Dataset:
   """Loads a dataset from an ``.npz`` file holding the four arrays.
 
   Args:
-    path: the file, with arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+    path: the file, with arrays ``x_train``, ``y_train``, ``x_test``,
+      ``y_test``, and optionally ``lengths_train`` and ``lengths_test`` (the
+      valid steps of padded sequences) and a 0-d ``vocab_size`` (token ids).
     num_classes: the number of classes; 0 infers ``max(y_train) + 1``.
+    task: ``"regression"``: ``y_*`` are real-valued targets (N,) or (N, K),
+      read as float32 (every one finite), instead of integer labels.
 
   Returns:
     The dataset: inputs float32 in their stored per-example shape, labels
     int32. ``uint8`` inputs are divided by 255 (as IDX and CIFAR-10 pixels
-    are); other inputs are used as stored.
+    are); other inputs are used as stored. Integer ``(N, T)`` inputs of
+    another type (or any with ``vocab_size``) are token ids, int32, with the
+    vocabulary ``vocab_size`` or ``max(id) + 1``.
 
   Raises:
     JaxdlError: a missing or unreadable file, a missing array, bad shapes,
@@ -105,8 +121,10 @@ def load_npz(path: PathLike, *, num_classes: int = 0) -> Dataset:
     _fail(where, f"damaged .npz archive ({type(e).__name__}: {e})".replace("\n", " "))
   arrays = {}
   with archive:
-    for key in _NPZ_KEYS:
+    for key in (*_NPZ_KEYS, *_NPZ_OPTIONAL):
       if key not in archive.files:
+        if key in _NPZ_OPTIONAL:
+          continue
         _fail(where, f"missing array '{key}' (has: {', '.join(archive.files) or 'nothing'})")
       try:
         arrays[key] = archive[key]
@@ -117,8 +135,9 @@ def load_npz(path: PathLike, *, num_classes: int = 0) -> Dataset:
         _fail(f"{where}, array '{key}'", f"unreadable ({e})".replace("\n", " "))
       except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         _fail(f"{where}, array '{key}'", f"unreadable ({e})".replace("\n", " "))
+  vocab_size = _vocab_size(arrays.pop("vocab_size", None), where)
   normalisation = "none (values as stored)"
-  if all(arrays[k].dtype == np.uint8 for k in ("x_train", "x_test")):
+  if all(arrays[k].dtype == np.uint8 for k in ("x_train", "x_test")) and not vocab_size:
     # 8-bit pixels: scaled to [0, 1] as the IDX and CIFAR-10 loaders do.
     arrays["x_train"], arrays["x_test"] = (arrays[k].astype(np.float32) / 255.0 for k in ("x_train", "x_test"))
     normalisation = "uint8 inputs divided by 255"
@@ -128,8 +147,18 @@ def load_npz(path: PathLike, *, num_classes: int = 0) -> Dataset:
                                        f"channels-last (N, H, W, C) expected: np.moveaxis(x, 1, -1)")
   info = {"source": "npz", "path": str(path.resolve()), "sha256": {path.name: _sha256(path)},
           "normalisation": normalisation}
-  return build("npz", arrays, {key: f"array '{key}'" for key in _NPZ_KEYS}, source=where,
-               num_classes=num_classes, info=info)
+  return build("npz", arrays, {key: f"array '{key}'" for key in (*_NPZ_KEYS, *_NPZ_OPTIONAL)}, source=where,
+               num_classes=num_classes, info=info, vocab_size=vocab_size, task=task)
+
+
+def _vocab_size(array: np.ndarray | None, where: str) -> int:
+  """The 0-d ``vocab_size`` array of an .npz as an int (0 when absent)."""
+  if array is None:
+    return 0
+  if array.shape != () or array.dtype.kind not in "iu" or array < 1:
+    _fail(f"{where}, array 'vocab_size'", f"must be a positive integer scalar (0-d), got {array.dtype} "
+                                          f"{array.shape}" + (f" {array.item()}" if array.size == 1 else ""))
+  return int(array)
 
 
 # ------------------------------------------------------------------------ IDX --

@@ -44,8 +44,12 @@ def select_classes(ds: Dataset, classes: Iterable[int], *, relabel: bool = True)
   x_train, y_train = part(ds.x_train, ds.y_train)
   x_test, y_test = part(ds.x_test, ds.y_test)
   info = {**ds.info, "classes": classes, "relabelled": relabel}
+  lengths = {}
+  if ds.lengths_train is not None:  # padded sequences keep their lengths
+    lengths = {"lengths_train": ds.lengths_train[np.isin(ds.y_train, classes)],
+               "lengths_test": ds.lengths_test[np.isin(ds.y_test, classes)]}
   return Dataset(f"{ds.name}[{','.join(map(str, classes))}]", x_train, y_train, x_test, y_test,
-                 len(classes) if relabel else ds.num_classes, info)
+                 len(classes) if relabel else ds.num_classes, info, vocab_size=ds.vocab_size, **lengths)
 
 
 def per_class_indices(y: np.ndarray, k: int, num_classes: int, *, seed: int) -> np.ndarray:
@@ -69,5 +73,9 @@ def per_class_indices(y: np.ndarray, k: int, num_classes: int, *, seed: int) -> 
 def labels_per_class(ds: Dataset, k: int, *, seed: int = 0) -> Dataset:
   """The same test set, and a training set of ``k`` examples per class (``k * num_classes`` in all)."""
   idx = per_class_indices(ds.y_train, k, ds.num_classes, seed=seed)
+  lengths = {}
+  if ds.lengths_train is not None:  # padded sequences keep their lengths
+    lengths = {"lengths_train": ds.lengths_train[idx], "lengths_test": ds.lengths_test}
   return Dataset(f"{ds.name}[{k}/class]", ds.x_train[idx], ds.y_train[idx], ds.x_test, ds.y_test,
-                 ds.num_classes, {**ds.info, "labels_per_class": k, "subset_seed": seed})
+                 ds.num_classes, {**ds.info, "labels_per_class": k, "subset_seed": seed},
+                 vocab_size=ds.vocab_size, **lengths)

@@ -184,7 +184,7 @@ def check_classifier_workdir(workdir: str | os.PathLike) -> None:
 
   Raises:
     JaxdlError: no such directory, no config.json, not a supervised run
-      (an lm, gan, dqn or alphazero run), or no checkpoint.
+      (an lm, gan, dqn or alphazero run), a regression, or no checkpoint.
   """
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
@@ -194,12 +194,16 @@ def check_classifier_workdir(workdir: str | os.PathLike) -> None:
     hint = f" (its sub-runs: {', '.join(inner)}: explain one of them)" if inner else ""
     raise JaxdlError(f"{workdir} holds no run (no config.json){hint}")
   try:
-    loop = json.loads((workdir / "config.json").read_text()).get("loop", "supervised")
+    saved = json.loads((workdir / "config.json").read_text())
   except ValueError as e:
     raise JaxdlError(f"{workdir / 'config.json'} is unreadable ({e})") from None
+  loop = saved.get("loop", "supervised")
   if loop != "supervised":
     raise JaxdlError(f"{workdir} holds a '{loop}' run, not a classifier; jaxdl explain reads the "
                      f"supervised loop's classifier runs")
+  if saved.get("train", {}).get("task", "classification") != "classification":
+    raise JaxdlError(f"{workdir} holds a regression run: jaxdl explain attributes a class's logit, which a "
+                     f"regression has not (from Python: jaxdl.interpret.gradient(run.model, run.variables, x, 0))")
   checkpoints = workdir / "checkpoints"
   if not checkpoints.is_dir() or not any(p.name.isdigit() for p in checkpoints.iterdir()):
     raise JaxdlError(f"{workdir} has no checkpoint (checkpoints/ is missing or empty): train it first "
@@ -224,6 +228,9 @@ def test_examples(config: Any, workdir: str | os.PathLike, n: int) -> tuple[np.n
   if name.strip().lower() not in data_lib.DATASETS:
     raise JaxdlError(in_memory)
   ds = data_lib.load_dataset(name, path or None, num_classes=config.data.get("num_classes", 0))
+  if ds.lengths_test is not None or ds.vocab_size:  # the attributions differentiate fixed-shape float inputs
+    raise JaxdlError(f"the run in {workdir} trained on {'token ids' if ds.vocab_size else 'padded sequences'} "
+                     f"({name!r}); jaxdl explain attributes fixed-shape float inputs")
   record_path = workdir / DATA_FILE
   if record_path.is_file():
     saved = json.loads(record_path.read_text()).get("sha256")

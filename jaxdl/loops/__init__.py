@@ -22,6 +22,7 @@ LOOPS = {
     "simclr": "jaxdl.loops.simclr",
     "transfer": "jaxdl.loops.transfer",
     "distill": "jaxdl.loops.distill",
+    "recommend": "jaxdl.loops.recommend",
 }
 
 

@@ -6,9 +6,9 @@ float32 logits (B, num_classes); see ``get_model`` and ``MODELS``.
 
 from jaxdl.models.cnn import CNN
 from jaxdl.models.initializers import INITIALIZERS, get_initializer
-from jaxdl.models.layers import (ACTIVATIONS, Conv, avg_pool, get_activation,
+from jaxdl.models.layers import (ACTIVATIONS, Conv, TokenEmbedding, avg_pool, get_activation,
                                  global_avg_pool, global_max_pool, length_mask,
-                                 masked_pool, max_pool)
+                                 masked_pool, max_pool, takes_lengths, zero_padding)
 from jaxdl.models.mlp import MLP
 from jaxdl.models.registry import (MODELS, get_model, model_options, option_defaults, options_from_config,
                                    register_model)
@@ -44,6 +44,7 @@ __all__ = [
     'SelfAttention',
     'SimpleRNN',
     'TCN',
+    'TokenEmbedding',
     'TransformerBlock',
     'TransformerClassifier',
     'TransformerLanguageModel',
@@ -63,4 +64,6 @@ __all__ = [
     'options_from_config',
     'register_model',
     'sinusoidal_positions',
+    'takes_lengths',
+    'zero_padding',
 ]

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import (Conv, batch_norm, check_input_rank,
                                  check_spatial_fits, dropout, get_activation,
-                                 max_pool)
+                                 max_pool, zero_padding)
 
 Dtype = Any
 
@@ -51,14 +51,18 @@ class CNN(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False,
+               lengths: jax.Array | None = None) -> jax.Array:
     """Logits (B, num_classes); with ``features_only``, the head's input (B, F) instead.
 
     ``features_only`` stops before the last dense layer (and its dropout), so
     that layer is never created: the penultimate features of a
-    representation (a linear probe, contrastive pretraining).
+    representation (a linear probe, contrastive pretraining). With
+    ``lengths`` (B,), a padded signal is read whole with zeros at its padded
+    steps.
     """
     nd = check_input_rank('cnn', x, (1, 2))
+    x = zero_padding(x, lengths)
     act = get_activation(self.activation)
     if self.pool > 1:
       # Floor division composes: n // p // p == n // p**2.

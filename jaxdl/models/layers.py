@@ -8,6 +8,7 @@ avoids XLA's slow select-and-scatter gradient of ``nn.max_pool`` on CPU.
 """
 
 from collections.abc import Callable, Sequence
+import inspect
 import itertools
 from typing import Any
 
@@ -410,3 +411,53 @@ def masked_pool(ys: jax.Array, mask: jax.Array, how: str) -> jax.Array:
     total = jnp.where(valid, ys, 0).sum(axis=1)  # (B, D)
     return total / jnp.maximum(mask.sum(axis=1, keepdims=True), 1).astype(ys.dtype)
   return jnp.where(valid, ys, jnp.finfo(ys.dtype).min).max(axis=1)  # (B, D)
+
+
+def zero_padding(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
+  """``x`` (B, T, ...) with every step past its sequence's length set to 0 (unchanged for None).
+
+  A model that reads a padded sequence whole (an MLP, a CNN with a flat
+  head) then sees zeros there whatever the data held, as at the ends of a
+  zero-padded convolution.
+  """
+  if lengths is None:
+    return x
+  mask = length_mask(lengths, *x.shape[:2])  # (B, T)
+  return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 2)), x, jnp.zeros((), x.dtype))
+
+
+def takes_lengths(model: nn.Module) -> bool:
+  """Whether ``model`` is called with ``lengths=`` (the valid steps of padded sequences)."""
+  return 'lengths' in inspect.signature(type(model).__call__).parameters
+
+
+class TokenEmbedding(nn.Module):
+  """Integer token ids (B, T) through an embedding into a classifier of sequences (B, T, E).
+
+  The vocabulary comes from the data, so any sequence model (or one that
+  reads a signal whole) takes tokens without an option of its own.
+
+  Attributes:
+    model: the classifier the embeddings go into (called with ``lengths``
+      when given).
+    vocab_size: V, the number of ids.
+    features: E, the embedding width.
+  """
+
+  model: nn.Module
+  vocab_size: int
+  features: int = 64
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, *, train: bool, lengths: jax.Array | None = None,
+               **kwargs) -> jax.Array:
+    """The model's output for integer ``tokens`` (B, T) with optional ``lengths`` (B,)."""
+    if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+      raise JaxdlError(f'token embedding expects integer ids (B, T), got {tokens.dtype} inputs of '
+                       f'shape {tuple(tokens.shape)}')
+    # Flax's default embedding init has unit variance per entry: inputs on
+    # the scale a float signal standardised to mean 0, std 1 would have.
+    x = nn.Embed(self.vocab_size, self.features, name='embed')(tokens)  # (B, T, E)
+    if lengths is not None:
+      kwargs['lengths'] = lengths
+    return self.model(x, train=train, **kwargs)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import batch_norm, dropout, get_activation
+from jaxdl.models.layers import batch_norm, dropout, get_activation, zero_padding
 
 Dtype = Any
 
@@ -51,14 +51,18 @@ class MLP(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False,
+               lengths: jax.Array | None = None) -> jax.Array:
     """Logits (B, num_classes); with ``features_only``, the last hidden layer (B, F) instead.
 
     ``features_only`` stops before the output layer, which is then never
     created (penultimate features, for probes and contrastive pretraining).
+    With ``lengths`` (B,), a padded sequence is read whole with zeros at
+    its padded steps.
     """
     act = get_activation(self.activation)
     init = get_initializer(self.kernel_init)
+    x = zero_padding(x, lengths)
     x = x.reshape(x.shape[0], -1)  # (B, D)
     if self.residual:
       x = self._residual_trunk(x, act, init, train)

@@ -49,11 +49,16 @@ def register_model(name: str, constructor: Callable[..., nn.Module],
 
 def model_options(name: str) -> tuple[str, ...]:
   """Names of the options ``get_model(name, ...)`` accepts."""
-  constructor = _lookup(name)
+  return constructor_options(_lookup(name))
+
+
+def constructor_options(constructor: Callable[..., nn.Module],
+                        not_options: frozenset[str] = _NOT_OPTIONS) -> tuple[str, ...]:
+  """The dataclass fields of a module class (or a partial of one) that are options: not ``not_options``."""
   while isinstance(constructor, functools.partial):
     constructor = constructor.func
   return tuple(f.name for f in dataclasses.fields(constructor)
-               if f.init and f.name not in _NOT_OPTIONS)
+               if f.init and f.name not in not_options)
 
 
 def option_defaults(name: str) -> dict[str, Any]:
@@ -62,13 +67,19 @@ def option_defaults(name: str) -> dict[str, Any]:
   Options without a default, or whose default a config cannot hold (a
   function, say), are left out.
   """
-  constructor, fixed = _lookup(name), {}
+  return constructor_defaults(_lookup(name))
+
+
+def constructor_defaults(constructor: Callable[..., nn.Module],
+                         not_options: frozenset[str] = _NOT_OPTIONS) -> dict[str, Any]:
+  """:func:`option_defaults` of a module class (or a partial of one) with options besides ``not_options``."""
+  fixed = {}
   while isinstance(constructor, functools.partial):
     fixed = {**constructor.keywords, **fixed}
     constructor = constructor.func
   defaults = {}
   for f in dataclasses.fields(constructor):
-    if not f.init or f.name in _NOT_OPTIONS:
+    if not f.init or f.name in not_options:
       continue
     value = fixed.get(f.name, f.default)
     if f.name in ("dtype", "param_dtype") and value is not dataclasses.MISSING:

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
 from jaxdl.models.layers import (Conv, batch_norm, check_input_rank,
-                                 check_spatial_fits, global_avg_pool, max_pool)
+                                 check_spatial_fits, global_avg_pool, max_pool,
+                                 zero_padding)
 from jaxdl.utils.errors import JaxdlError
 
 Dtype = Any
@@ -128,12 +129,17 @@ class ResNet(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, features_only: bool = False,
+               lengths: jax.Array | None = None) -> jax.Array:
     """Logits (B, num_classes); with ``features_only``, the pooled features (B, C) instead.
 
-    ``features_only`` stops before the dense head, which is then never created.
+    ``features_only`` stops before the dense head, which is then never
+    created. With ``lengths`` (B,), a padded signal is read whole with zeros
+    at its padded steps (strided stages mix them in, so results depend on
+    the padded length).
     """
     nd = check_input_rank('resnet', x, (1, 2))
+    x = zero_padding(x, lengths)
     if self.block not in BLOCKS:
       raise JaxdlError(
           f"unknown resnet block {self.block!r} (choices: {', '.join(BLOCKS)})")

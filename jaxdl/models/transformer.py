@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import as_sequence, dropout, length_mask, masked_pool
+from jaxdl.models.layers import as_sequence, dropout, length_mask, masked_pool, zero_padding
 from jaxdl.utils.errors import JaxdlError
 
 Dtype = Any
@@ -140,12 +140,13 @@ class _Trunk(nn.Module):
                        f"(choices: {', '.join(POSITIONS)})")
     steps = x.shape[1]
     if self.positions == 'learned':
-      if steps > self.max_len:
-        raise JaxdlError(f"model '{self.model}' has max_len={self.max_len} learned positions, "
-                         f"got sequences of length {steps}; raise model.max_len")
-      # GPT-2's scale: small next to unit-variance inputs at init.
+      # GPT-2's scale: small next to unit-variance inputs at init. max_len=0:
+      # as many positions as the inputs the model is initialised on have.
       table = self.param('positions', nn.initializers.normal(0.02),
-                         (self.max_len, self.width), self.param_dtype)
+                         (self.max_len or steps, self.width), self.param_dtype)
+      if steps > table.shape[0]:
+        raise JaxdlError(f"model '{self.model}' has {table.shape[0]} learned positions (model.max_len="
+                         f"{self.max_len}), got sequences of length {steps} tokens; raise model.max_len")
       x = x + table[:steps].astype(self.dtype)[None]
     else:
       if self.width % 2:
@@ -178,7 +179,8 @@ class TransformerClassifier(nn.Module):
       the head, in training only.
     attention_dropout: rate on the attention weights.
     positions: 'learned' (a (max_len, D) table) or 'sinusoidal' (fixed).
-    max_len: tokens the learned table covers.
+    max_len: tokens the learned table covers (0: as many as the inputs the
+      model is initialised on; with ``pooling='cls'``, one more).
     pooling: 'mean' over the valid tokens, or 'cls' (a learned token
       prepended to the sequence; its final state is classified).
     patch_size: input steps per token.
@@ -212,10 +214,15 @@ class TransformerClassifier(nn.Module):
     x = as_sequence('transformer', x)  # (B, T, C)
     batch, steps, channels = x.shape
     p = self.patch_size
-    if p < 1 or steps % p:
-      raise JaxdlError(f"transformer patch_size={p} must be >= 1 and divide the sequence "
-                       f"length {steps}")
-    x = x.reshape(batch, steps // p, p * channels)  # (B, T/p, p C)
+    if p < 1:
+      raise JaxdlError(f"transformer patch_size={p} must be >= 1")
+    if steps % p:  # zero steps complete the last token, as padding does
+      lengths = jnp.full((batch,), steps, jnp.int32) if lengths is None else lengths
+      x = jnp.pad(x, ((0, 0), (0, p - steps % p), (0, 0)))
+      steps = x.shape[1]
+    # Zeros at padded steps: a token that straddles a sequence's end then
+    # holds the same values however far the batch is padded.
+    x = zero_padding(x, lengths).reshape(batch, steps // p, p * channels)  # (B, T/p, p C)
     if lengths is not None:
       lengths = -(-lengths // p)  # a token is valid if any of its steps is
     mask = length_mask(lengths, batch, steps // p)  # (B, T')

@@ -27,6 +27,7 @@ import optax
 from jaxdl import optim as optim_lib
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.configs import to_dict
+from jaxdl.train import compile as compile_lib
 from jaxdl.train import parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.loop import Diverged, run
@@ -200,8 +201,8 @@ def _stop_on_signals():
 # The final metrics every loop writes; a workdir that has them holds a finished run.
 METRICS_FILE = "metrics.json"
 # What "already finished" shows of a loop's metrics.json, the first that it has.
-_HEADLINE_KEYS = ("test_accuracy", "val_bpc", "eval_return_mean", "high_quality_fraction", "frechet_distance",
-                  "frechet_distance_raw")
+_HEADLINE_KEYS = ("test_accuracy", "test_rmse", "best_val_bpc", "val_bpc", "eval_return_mean", "high_quality_fraction",
+                  "frechet_distance", "frechet_distance_raw")
 
 
 @dataclasses.dataclass
@@ -219,6 +220,12 @@ class Fitted:
     finished: the saved ``metrics.json`` when the workdir held a run that had
       already finished (nothing was trained or written), else None; the loop
       then returns it as it is.
+    best: ``(step, metric)`` of the checkpoint kept under
+      ``checkpoints_best/`` by ``checkpoint.keep_best`` (over every
+      evaluation of the run, resumed or not), else None.
+    compiles: ``jaxdl.train.compile.CompileClock.record()`` of the
+      programs built (or loaded from the persistent cache) while the task
+      was built and fitted; set by :func:`build_and_fit`.
   """
 
   state: Any
@@ -229,6 +236,8 @@ class Fitted:
   checkpoint_seconds: float
   seed: int
   finished: dict | None = None
+  best: tuple[int, float] | None = None
+  compiles: dict = dataclasses.field(default_factory=dict)
 
   def last(self, key: str) -> dict:
     """The newest ``metrics.jsonl`` record that has ``key`` ({} if none)."""
@@ -250,6 +259,7 @@ class Fitted:
         "wall_seconds": time.perf_counter() - started,
         "train_seconds": self.summary["wall_seconds"],
         "first_chunk_seconds": self.summary["first_chunk_seconds"],
+        **self.compiles,
         "steps_per_second": self.summary.get("steps_per_second", 0.0),
         "checkpoint_saves": self.checkpoint_saves,
         "checkpoint_seconds": self.checkpoint_seconds,  # time training waited on checkpoints
@@ -269,10 +279,13 @@ def build_and_fit(make_task: Callable[[], Task], config: ml_collections.ConfigDi
     (the task, its :class:`Fitted`, the ``perf_counter`` start for
     :meth:`Fitted.record`).
   """
-  parallel.maybe_initialize_distributed(config.train.distributed)
+  parallel.maybe_initialize_distributed(config.train.distributed, config.train.distributed_timeout_s)
   started = time.perf_counter()
-  task = make_task()
-  return task, fit(task, workdir), started
+  with compile_lib.compiling(config.train.compile_cache) as clock:
+    task = make_task()
+    fitted = fit(task, workdir)
+  fitted.compiles = clock.record()
+  return task, fitted, started
 
 
 def fit(task: Task, workdir: str | pathlib.Path) -> Fitted:
@@ -330,6 +343,8 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
   def save_checkpoint(step, state, metrics):  # the host loop's hook
     if (every > 0 and step % every == 0) or step == total_steps:
       save(step, state, metrics)
+    else:  # an evaluation between checkpoints may still be the best (checkpoint.keep_best)
+      ckpt.offer_best(step, state, metrics)
 
   writer = MetricWriter(workdir, resume_step=start, unit=task.unit)
   try:
@@ -357,7 +372,8 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
     writer.close()
   ckpt.close()
   return Fitted(state=state, summary=summary, history=writer.history, start=start,
-                checkpoint_saves=ckpt.saves, checkpoint_seconds=ckpt.blocking_seconds, seed=t.seed)
+                checkpoint_saves=ckpt.saves, checkpoint_seconds=ckpt.blocking_seconds, seed=t.seed,
+                best=ckpt.best())
 
 
 def _already_finished(state: Any, step: int, workdir: pathlib.Path, seed: int) -> Fitted:

@@ -21,7 +21,7 @@ def plot_learning_curves(history: Sequence[dict], path: str | os.PathLike, *, ti
     The path written.
   """
   names = sorted({k.split("/", 1)[1] for r in history for k in r if "/" in k}
-                 & {"loss", "accuracy", "bpc"}) or ["loss"]
+                 & {"loss", "accuracy", "bpc", "rmse"}) or ["loss"]
   fig = figure(5 * len(names), 3.6)
   axes = fig.subplots(1, len(names), squeeze=False)
   for ax, name in zip(axes[0], names):

@@ -28,7 +28,12 @@ from jaxdl.utils.io import write_atomic
 # train.steps and optim.extend_* are checked together, by _check_extension.
 HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batch_size",
             "train.num_devices", "train.distributed", "train.nan_policy", "checkpoint.",
-            "optim.extend_from", "optim.extend_mode", "train.log_layer_stats")
+            "optim.extend_from", "optim.extend_mode", "train.log_layer_stats",
+            "train.compile_cache", "train.distributed_timeout_s")
+# Keys added with a default that is not "off" but does what runs before them
+# did: a saved run that predates such a key resumes as before while the key
+# holds this value (see config_differences).
+EARLIER_DEFAULTS = {"train.task": "classification", "train.huber_delta": 1.0, "augment.num_masks": 1}
 # The lock file of a live run; it is not part of the run (an empty workdir
 # holding only a stale lock is still empty).
 LOCK_FILE = ".lock"
@@ -47,11 +52,13 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
   key its loop reads, so the run cannot depend on it (a run started before
   the loops' schemas dropped the keys they never read resumes as before).
   Nor is a key the saved run predates whose value turns nothing on (false,
-  0, empty, or the match-everything pattern ``('*',)``): a run started before
-  a loop gained an option resumes as before, and one that sets it is refused.
+  0, empty, or the match-everything pattern ``('*',)``, or its
+  ``EARLIER_DEFAULTS`` value): a run started before a loop gained an option
+  resumes as before, and one that sets it is refused.
   """
   a, b = flatten(saved), flatten(current)
-  keys = {k for k in b if a.get(k, "<absent>") != b[k] and not (k not in a and _turns_nothing_on(b[k]))}
+  keys = {k for k in b if a.get(k, "<absent>") != b[k]
+          and not (k not in a and (_turns_nothing_on(b[k]) or EARLIER_DEFAULTS.get(k, ()) == b[k]))}
   return sorted(k for k in keys if not any(k == h or (h.endswith(".") and k.startswith(h)) for h in HARMLESS))
 
 
@@ -178,6 +185,8 @@ def record_dataset(workdir: pathlib.Path, dataset: Any, *, resuming: bool) -> No
   ds = dataset
   record = {"name": ds.name, "sha256": ds.sha256, "input_shape": list(ds.input_shape),
             "num_classes": ds.num_classes, "num_train": ds.num_train, "num_test": ds.num_test}
+  if ds.vocab_size:  # token ids: the model's embedding has this many rows
+    record["vocab_size"] = ds.vocab_size
   record_inputs(
       workdir, DATA_FILE, record, resuming=resuming, digest_of=lambda r: r.get("sha256"),
       refusal=lambda saved: (

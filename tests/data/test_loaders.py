@@ -471,7 +471,7 @@ def test_builtin_rejects_a_path_and_wrong_num_classes(tmp_path):
 
 
 def test_dataset_registry_and_from_arrays():
-  assert set(DATASETS) == {"digits", "mnist1d", "npz", "idx", "cifar10"}
+  assert set(DATASETS) == {"digits", "mnist1d", "fsdd", "breast_cancer", "diabetes", "npz", "idx", "cifar10"}
   assert all(isinstance(v, str) and "\n" not in v for v in DATASETS.values())
   ds = Dataset.from_arrays("mine", np.ones((5, 3)), [0, 1, 0, 1, 1], np.ones((2, 3)), [1, 0])
   assert ds.kind == "vector" and ds.num_classes == 2 and ds.input_shape == (3,)

@@ -19,9 +19,11 @@ import pytest
 from cli_helpers import assert_one_line_error, killed_after_save, run_cli
 from jaxdl import checkpoint, configs, models, optim, train
 from jaxdl.loops import lm
+from jaxdl.loops.lm import config as lm_config
 from jaxdl.data import text
 from jaxdl.train.state import TrainState
 from jaxdl.utils.errors import JaxdlError
+from jaxdl.utils.tree import param_count, tree_sha256
 
 # A shortened run of each language-model preset (the supervised presets' are
 # in test_presets.py): it must beat the unigram baseline on the validation text.
@@ -152,6 +154,67 @@ def test_generate_is_greedy_at_zero_temperature_and_slides_past_the_window(state
                                     rng=jax.random.PRNGKey(3)))
 
 
+# ------------------------------------------------------------------- sizing --
+
+PANGRAMS = "Pack my box with five dozen liquor jugs; how vexingly quick daft zebras jump. " * 40
+
+
+def test_auto_keys_follow_the_texts_size_and_a_number_wins():
+  config = lm.default_config()
+  config.train.steps, config.optim.weight_decay = configs.auto(), configs.auto()
+  config.model.dropout = configs.auto()
+  rule = lm_config
+  params, reference = 10_000, rule.REFERENCE_CHARS_PER_PARAM
+
+  def derived(chars, steps_per_epoch=50):
+    return lm.derive(config, train_chars=int(chars), num_params=params, steps_per_epoch=steps_per_epoch)
+
+  # At the reference size and above: the presets' unregularised settings, the full budget.
+  assert derived(reference * params, 10_000) == {
+      "train.steps": rule.AUTO_MAX_STEPS, "model.dropout": 0.0, "optim.weight_decay": rule.BASE_WEIGHT_DECAY}
+  assert derived(4 * reference * params) == derived(reference * params)
+  # Two halvings below it: twice the dropout step, four times the decay (within their caps), and a
+  # budget of AUTO_EPOCHS passes over the windows.
+  quarter = derived(reference * params / 4)
+  assert quarter["model.dropout"] == pytest.approx(min(rule.MAX_DROPOUT, 2 * rule.DROPOUT_PER_HALVING))
+  assert quarter["optim.weight_decay"] == pytest.approx(min(rule.MAX_WEIGHT_DECAY, 4 * rule.BASE_WEIGHT_DECAY))
+  assert quarter["train.steps"] == rule.AUTO_EPOCHS * 50
+  # A tiny text gets the caps; in between, smaller texts never get less regularisation.
+  assert derived(10) == {"train.steps": rule.AUTO_EPOCHS * 50, "model.dropout": rule.MAX_DROPOUT,
+                         "optim.weight_decay": rule.MAX_WEIGHT_DECAY}
+  grid = [derived(reference * params / 2 ** (k / 4)) for k in range(16)]
+  for key in ("model.dropout", "optim.weight_decay"):
+    assert all(a[key] <= b[key] for a, b in zip(grid, grid[1:])), key
+  # --set replaces 'auto' by a number, which is then not derived; anything else is refused.
+  configs.apply_overrides(config, ["model.dropout=0.05", "train.steps=7"])
+  assert (config.model.dropout, config.train.steps) == (0.05, 7)
+  assert set(derived(10)) == {"optim.weight_decay"}
+  with pytest.raises(JaxdlError, match="a number or 'auto'"):
+    configs.apply_overrides(config, ["optim.weight_decay=lots"])
+
+
+def test_a_small_text_is_sized_logged_recorded_and_warned_about(repo_root, capsys):
+  config, _ = configs.load_preset(repo_root / "experiments" / "charlm_transformer.py")
+  configs.apply_overrides(config, ["data.seq_len=16", "train.batch_size=16", "model.width=32", "train.num_devices=1"])
+  task = lm.LMTask(config, text=PANGRAMS)
+  out = capsys.readouterr().out
+  assert set(task.derived) == set(lm.AUTO_KEYS)
+  # The values are the rule's for this text and this model, and they are the ones used.
+  n, params = len(task.train_tokens), param_count(task.state.params)
+  assert task.derived == lm.derive(config, train_chars=n, num_params=params, steps_per_epoch=task.steps_per_epoch)
+  assert task.model.dropout == task.derived["model.dropout"] > 0
+  assert task.total_steps == task.derived["train.steps"] == lm_config.AUTO_EPOCHS * task.steps_per_epoch
+  assert task.settings.optim.weight_decay == task.derived["optim.weight_decay"] > lm_config.BASE_WEIGHT_DECAY
+  sized = [line for line in out.splitlines() if "sized to the text" in line]
+  assert len(sized) == 1 and all(f"{k}={v}" in sized[0] for k, v in task.derived.items()), out
+  assert f"{n:,} training characters" in sized[0]
+  warned = [line for line in out.splitlines() if line.startswith("jaxdl: warning:")]
+  assert len(warned) == 1 and "the text passed in is small for model transformer_lm" in warned[0], out
+  assert f"{params:,} parameters" in warned[0]
+  # config.json keeps 'auto'; what the run chose is in the task (and in vocab.json and metrics.json).
+  assert configs.to_dict(task.config)["model"]["dropout"] == lm.AUTO
+
+
 # ------------------------------------------------------------------ presets --
 
 
@@ -221,6 +284,7 @@ def test_non_ascii_text_trains_saves_its_vocabulary_and_samples(capsys, tmp_path
   assert again["resumed_from_step"] == 10
   assert again["params_sha256"] == metrics["params_sha256"]
   assert again["val_bpc"] == metrics["val_bpc"]
+  assert (again["best_step"], again["best_val_bpc"]) == (metrics["best_step"], metrics["best_val_bpc"])
 
   # The text changing under a run is refused, and the run is left as it was.
   corpus.write_text("Something else entirely, at least as long. " * 120, encoding="utf-8")
@@ -230,20 +294,35 @@ def test_non_ascii_text_trains_saves_its_vocabulary_and_samples(capsys, tmp_path
   assert json.loads((workdir / "metrics.json").read_text()) == metrics
 
 
-def test_your_own_text_and_optimizer_from_python_keep_the_whole_run(repo_root, tmp_path):
+def test_your_own_text_and_optimizer_from_python_keep_the_whole_run_and_its_best_state(repo_root, tmp_path):
   config, _ = configs.load_preset(repo_root / "experiments" / "charlm_lstm.py")
-  configs.apply_overrides(config, ["data.seq_len=16", "train.steps=20", "checkpoint.every_steps=10",
-                                   "train.batch_size=16", "model.hidden=16", "model.embed_dim=8", "train.eval_every=0",
-                                   "train.log_every=10", "train.num_devices=1", "optim.warmup_steps=0"])
-  words = "Pack my box with five dozen liquor jugs; how vexingly quick daft zebras jump. " * 40
-  frozen = optax.sgd(0.0)  # parameters that never move: proof that this optimizer is the one used
-  state, metrics = lm.train_and_evaluate(config, tmp_path, text=words, tx=frozen)
-  assert metrics["corpus_sha256"] == hashlib.sha256(words.encode()).hexdigest() and metrics["steps"] == 20
+  configs.apply_overrides(config, ["data.seq_len=16", "train.steps=24", "checkpoint.every_steps=10",
+                                   "train.batch_size=16", "model.hidden=16", "model.embed_dim=8", "train.eval_every=4",
+                                   "train.log_every=4", "train.num_devices=1", "optim.warmup_steps=0"])
+  words = PANGRAMS
+  # Twelve steps down the training loss, then twelve up it (proof that this optimizer is the one
+  # used): validation bpc falls and then climbs, so the best state is inside the run.
+  tx = optax.adam(optax.join_schedules([optax.constant_schedule(1e-2), optax.constant_schedule(-1e-2)], [12]))
+  state, metrics = lm.train_and_evaluate(config, tmp_path, text=words, tx=tx)
+  assert metrics["corpus_sha256"] == hashlib.sha256(words.encode()).hexdigest() and metrics["steps"] == 24
   assert metrics["corpus_chars"] == len(words) and metrics["val_bpc"] > 0
-  halfway = checkpoint.Checkpointer(tmp_path / "checkpoints").restore(10, jax.device_get(state))
-  chex.assert_trees_all_equal(halfway.params, jax.device_get(state.params))
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert records and not any("train/learning_rate" in r for r in records)  # no schedule jaxdl knows of
+  evals = {r["step"]: r["test/bpc"] for r in records if "test/bpc" in r}
+  assert sorted(evals) == list(range(4, 25, 4))
+  best = min(evals, key=evals.get)
+  assert metrics["best_step"] == best < 24 and evals[24] > evals[best]
+  assert metrics["best_val_bpc"] == pytest.approx(evals[best], rel=1e-6)
+  assert metrics["val_bpc"] == pytest.approx(evals[24], rel=1e-6)
+  assert metrics["bpc_vs_bigram"] == pytest.approx(1 - metrics["best_val_bpc"] / metrics["bigram_bpc"])
+  # checkpoints_best/ holds that step alone (whether or not it was a checkpoint step); checkpoints/
+  # still ends at the latest state, for resume; jaxdl sample reads the best, not the latest.
+  assert checkpoint.Checkpointer(tmp_path / "checkpoints_best").steps() == [best]
+  assert checkpoint.Checkpointer(tmp_path / "checkpoints").steps()[-1] == 24
+  kept = checkpoint.Checkpointer(tmp_path / "checkpoints_best").restore(best, jax.device_get(state))
+  _, variables, _, _ = lm.load_run(tmp_path)
+  chex.assert_trees_all_equal(variables["params"], kept.params)
+  assert tree_sha256(variables["params"]) != metrics["params_sha256"] == tree_sha256(state.params)
   saved = json.loads((tmp_path / "config.json").read_text())
   assert (saved["data"]["name"], saved["data"]["path"]) == ("text", "")
   assert json.loads((tmp_path / "vocab.json").read_text())["chars"] == sorted(set(words))
@@ -251,7 +330,7 @@ def test_your_own_text_and_optimizer_from_python_keep_the_whole_run(repo_root, t
   assert (tmp_path / "learning_curves.png").is_file()
   # Another text on resume is refused in one line; so is a text that is not a str.
   with pytest.raises(JaxdlError, match="the text passed in changed since the run"):
-    lm.train_and_evaluate(config, tmp_path, text=words[::-1], tx=frozen)  # the same characters, reordered
+    lm.train_and_evaluate(config, tmp_path, text=words[::-1], tx=tx)  # the same characters, reordered
   with pytest.raises(JaxdlError, match="text must be a str"):
     lm.LMTask(config, text=words.encode())
 
@@ -261,7 +340,7 @@ def test_your_own_text_and_optimizer_from_python_keep_the_whole_run(repo_root, t
     (b"   \n\n  ", ["is empty", "whitespace"]),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), ["is not text", "NUL"]),
     (b"caf\xe9 au lait " * 200, ["not UTF-8 text", "0xe9"]),
-    (b"just a short line of text\n", ["too short", "data.seq_len=16"]),
+    (b"just a short line of text\n", ["too short", "26 characters", "data.seq_len=16", "need at least"]),
 ], ids=["empty", "whitespace", "png", "latin-1", "too-short"])
 def test_bad_text_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, content, words):
   path = tmp_path / "data.txt"

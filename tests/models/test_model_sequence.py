@@ -322,7 +322,7 @@ def test_input_gradient_norms_vanish_through_tanh_but_not_through_an_open_lstm_c
     ('gru', {}, (2, 5), ["'gru' expects 1-D signals (B, L, C) or images (B, H, W, C)"]),
     ('transformer', {'width': 10, 'num_heads': 4}, (2, 5, 1), ['width 10', 'num_heads=4']),
     ('transformer', {'max_len': 4}, (2, 5, 1), ['max_len=4', 'length 5']),
-    ('transformer', {'patch_size': 2}, (2, 5, 1), ['patch_size=2', 'length 5']),
+    ('transformer', {'patch_size': 0}, (2, 5, 1), ['patch_size=0', '>= 1']),
     ('transformer', {'positions': 'rotary'}, (2, 5, 1), ["positions 'rotary'"]),
 ])
 def test_bad_options_are_one_line_errors_naming_them(name, options, shape, words):

@@ -59,8 +59,9 @@ def teacher_loss_fn(apply_fn: Callable[..., jax.Array], variables: Mapping[str, 
                     alpha: float) -> Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]:
   """A supervised ``loss_fn(logits, batch) -> (B,)`` that distils the teacher ``apply_fn(variables, x)``.
 
-  The teacher runs on ``batch["x"]`` (the augmented inputs of the step) with
-  ``train=False``: no dropout, BatchNorm's running statistics. Its variables
+  The teacher runs on ``batch["x"]`` (the augmented inputs of the step, with
+  their ``lengths`` if padded) with ``train=False``: no dropout, BatchNorm's
+  running statistics. Its variables
   are closed over, so under ``jit`` they are constants of the compiled step,
   placed with it once, not passed on each call.
 
@@ -71,7 +72,8 @@ def teacher_loss_fn(apply_fn: Callable[..., jax.Array], variables: Mapping[str, 
   """
 
   def loss_fn(logits: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
-    teacher_logits = apply_fn(variables, batch["x"], train=False)  # (B, K)
+    lengths = {"lengths": batch["lengths"]} if "lengths" in batch else {}
+    teacher_logits = apply_fn(variables, batch["x"], train=False, **lengths)  # (B, K)
     return distillation_loss(logits, teacher_logits, batch["targets"], temperature=temperature, alpha=alpha)
 
   return loss_fn

@@ -70,6 +70,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.tau = 1.0  # 1: hard copy; < 1: Polyak averaging
   c.train.log_every = 250  # iterations
   c.train.eval_every = 0  # iterations between greedy evaluations (0: only at the end)
+  c.train.compile_cache = True  # JAX's persistent compilation cache (jaxdl.train.compile)
 
   c.buffer = ml_collections.ConfigDict()
   c.buffer.size = 10_000  # transitions per seed

@@ -17,6 +17,7 @@ import numpy as np
 from jaxdl.loops.dqn.jitted import RunState, keep_best
 from jaxdl.loops.dqn.plots import plot_returns
 from jaxdl.loops.dqn.runner import DQNRunner, make_runner
+from jaxdl.train import compile as compile_lib
 from jaxdl.train.fit import TaskBase, fit
 from jaxdl.train.writers import StepUnit, console, write_json
 from jaxdl.utils.tree import param_count, tree_sha256
@@ -125,15 +126,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     The final state (``jitted.RunState``) and the final metrics dict.
   """
   t0 = time.perf_counter()
-  runner = make_runner(config)  # every bad input fails here, before anything is written
+  with compile_lib.compiling(config.train.compile_cache) as clock:
+    runner = make_runner(config)  # every bad input fails here, before anything is written
+    try:
+      task = DQNTask(config, runner)
+      fitted = fit(task, workdir)
+    finally:
+      runner.close()
+  fitted.compiles = clock.record()
   t, setup = config.train, runner.setup
   workdir = pathlib.Path(workdir)
   select_best = config.eval.select == "best"
-  try:
-    task = DQNTask(config, runner)
-    fitted = fit(task, workdir)
-  finally:
-    runner.close()
   if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
     return fitted.state, fitted.finished
   state, summary, start = fitted.state, fitted.summary, fitted.start

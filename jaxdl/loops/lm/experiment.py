@@ -5,6 +5,11 @@ The metric is bits per character on the validation split (the last
 divided by ln 2, over non-overlapping windows of T + 1 tokens. Add-one
 smoothed unigram and bigram models, counted on the training split and scored
 on exactly the same validation targets, are the baselines.
+
+The run keeps its best checkpoint by validation bpc (``checkpoints_best/``):
+the end-of-run sample, ``metrics.json``'s ``best_val_bpc`` and
+``bpc_vs_bigram``, and ``jaxdl sample`` use it; ``checkpoints/`` holds the
+latest state, which a resume starts from.
 """
 
 import functools
@@ -20,10 +25,12 @@ import numpy as np
 import optax
 
 from jaxdl import models as models_lib
+from jaxdl.checkpoint import restore_params
 from jaxdl.data import text as text_lib
+from jaxdl.loops.lm import config as config_lib
 from jaxdl.loops.lm.config import validate
-from jaxdl.loops.lm.sampling import VOCAB_FILE, build_model, generate
-from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk
+from jaxdl.loops.lm.sampling import BEST_CHECKPOINTS, VOCAB_FILE, build_model, generate
+from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk, window_count
 from jaxdl.train import parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.evaluate import make_evaluate
@@ -51,7 +58,12 @@ class LMTask(TaskBase):
   Attributes:
     config, corpus, train_tokens, val_tokens, val_windows, model, mesh,
     state, schedule, train_step (bound, pure), chunk (jitted, donating the
-    state), steps_per_epoch, and the :class:`jaxdl.train.fit.Task` fields.
+    state), steps_per_epoch, and the :class:`jaxdl.train.fit.Task` fields;
+    ``derived``: the values given to the keys the config leaves at
+    ``'auto'`` (``jaxdl.loops.lm.config.derive``), and ``settings``: the
+    config with them filled in, which the model, optimizer and step count
+    are built from (``config`` itself, with its ``'auto'`` values, is what
+    ``config.json`` records).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *, text: str | None = None,
@@ -71,8 +83,10 @@ class LMTask(TaskBase):
     self._check_length()
     self.mesh = parallel.make_mesh(t.num_devices)
     parallel.check_divisible(t.batch_size, self.mesh)
-    self.model, _ = build_model(config, corpus.vocab_size)
-    tx, self.schedule = optimizer_or(tx, config.optim, t.steps)
+    self.derived, self.settings = self._size_to_text()
+    steps = self.settings.train.steps
+    self.model, _ = build_model(self.settings, corpus.vocab_size)
+    tx, self.schedule = optimizer_or(tx, self.settings.optim, steps)
     state = create_train_state(self.model, tx, jax.random.PRNGKey(t.seed),
                                jnp.zeros((2, seq_len), jnp.int32))
     self.state = parallel.put_replicated(state, self.mesh)
@@ -90,7 +104,7 @@ class LMTask(TaskBase):
         lambda s, b: lm_eval_step(s, {"x": b["x"][:, :-1], "y": b["x"][:, 1:], "mask": b["mask"]}),
         self.val_windows, np.zeros(len(self.val_windows), np.int32), mesh=self.mesh,
         batch_size=t.eval_batch_size)
-    self.total_steps, self.max_chunk = t.steps, self.steps_per_epoch
+    self.total_steps, self.max_chunk = steps, self.steps_per_epoch
     self.eval_every = t.eval_every or self.steps_per_epoch  # 0: once per epoch
 
   @property
@@ -114,6 +128,31 @@ class LMTask(TaskBase):
           f"train.batch_size={batch_size} and data.val_fraction={val_fraction} "
           f"need at least {need}")
 
+  def _size_to_text(self) -> tuple[dict[str, Any], ml_collections.ConfigDict]:
+    """``(derived, settings)``: the 'auto' keys' values for this text, logged, and the config with them.
+
+    Also warns in one line when the text is too small for the model (fewer
+    than ``WARN_CHARS_PER_PARAM`` training characters per parameter).
+    """
+    config, n = self.config, len(self.train_tokens)
+    # The parameter count does not depend on the derived values: any number stands in for them.
+    standin = config_lib.with_values(config, {k: 0 for k in config_lib.AUTO_KEYS if config_lib.is_auto(config, k)})
+    num_params = param_count(build_model(standin, self.corpus.vocab_size)[1]["params"])
+    per_param = n / num_params
+    steps_per_epoch = window_count(n, config.data.seq_len) // config.train.batch_size
+    derived = config_lib.derive(config, train_chars=n, num_params=num_params, steps_per_epoch=steps_per_epoch)
+    if derived:
+      console(f"jaxdl: sized to the text ({n:,} training characters, {per_param:.2f} per parameter): "
+              + ", ".join(f"{k}={v}" for k, v in derived.items()) + f" (a number set with --set replaces "
+              f"'{config_lib.AUTO}')")
+    if per_param < config_lib.WARN_CHARS_PER_PARAM:
+      need = math.ceil(config_lib.WARN_CHARS_PER_PARAM * num_params)
+      console(f"jaxdl: warning: {self.where} is small for model {config.model.name} ({num_params:,} "
+              f"parameters): {n:,} training characters, fewer than the {need:,} that the derived "
+              f"regularisation covers (model.dropout reaches its cap of {config_lib.MAX_DROPOUT}); expect it "
+              f"to overfit, or train a smaller model")
+    return derived, config_lib.with_values(config, derived)
+
   def run_chunk(self, state: TrainState, n) -> tuple[TrainState, dict]:
     return self.chunk(state, self.train_data, n)
 
@@ -123,17 +162,18 @@ class LMTask(TaskBase):
     return metrics
 
   def headline(self, state: TrainState) -> str:
-    config, corpus, t = self.config, self.corpus, self.config.train
+    config, corpus, t = self.settings, self.corpus, self.settings.train
     return (f"jaxdl: {config.model.name} ({param_count(state.params):,} params) on {corpus.name} "
             f"({len(self.train_tokens):,} train / {len(self.val_tokens):,} validation characters, "
             f"vocabulary {corpus.vocab_size}), {self.mesh.devices.size} {jax.default_backend()} "
             f"device(s), {t.steps} steps of {t.batch_size} windows of {config.data.seq_len}")
 
   def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
-    """Writes ``vocab.json``, or on resume refuses a text that is not the one the run began on."""
+    """Writes ``vocab.json`` (with ``derived``), or on resume refuses a text that is not the one the run began on."""
     corpus = self.corpus
+    record = {"chars": list(corpus.vocab), "corpus": corpus.info, "derived": self.derived}
     workdir_lib.record_inputs(
-        workdir, VOCAB_FILE, {"chars": list(corpus.vocab), "corpus": corpus.info}, resuming=resuming,
+        workdir, VOCAB_FILE, record, resuming=resuming,
         digest_of=lambda record: record.get("corpus", {}).get("sha256"),
         refusal=lambda saved: (f"{self.where} changed since the run in {workdir} started (its sha256 "
                                f"{corpus.info['sha256'][:12]}... differs from the run's "
@@ -159,14 +199,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains a character-level language model as the config says.
 
   Writes into ``workdir``: ``config.json``, ``vocab.json`` (the characters in
-  token-id order, and the corpus's file list and hash), ``checkpoints/``
-  (Orbax; ``jaxdl sample`` reads the newest), ``metrics.jsonl`` (``train/*``
-  and ``test/*`` records; the test split is the validation text),
-  TensorBoard events under ``tb/``, ``learning_curves.png``, ``sample.txt``,
-  ``attention.png`` (Transformer models) and ``metrics.json``: ``val_bpc``,
-  ``val_loss``, ``train_loss``, ``unigram_bpc``, ``bigram_bpc``, ``steps``,
-  ``wall_seconds``, ``params_sha256``, ``corpus_sha256``, ``corpus_files``,
-  ``vocab_size``, ...
+  token-id order, the corpus's file list and hash, and the derived values of
+  the ``'auto'`` keys), ``checkpoints/`` (Orbax, the latest states),
+  ``checkpoints_best/`` (the best by validation bpc, which ``jaxdl sample``
+  reads), ``metrics.jsonl`` (``train/*`` and ``test/*`` records; the test
+  split is the validation text), TensorBoard events under ``tb/``,
+  ``learning_curves.png``, ``sample.txt`` and ``attention.png`` (Transformer
+  models) of the best model, and ``metrics.json``: ``best_val_bpc`` and
+  ``best_step``, ``bpc_vs_bigram`` (of the best), ``val_bpc``, ``val_loss``
+  (of the final state), ``train_loss``, ``unigram_bpc``, ``bigram_bpc``,
+  ``derived``, ``steps``, ``wall_seconds``, ``params_sha256`` (final),
+  ``corpus_sha256``, ``corpus_files``, ``vocab_size``, ...
 
   A workdir that already holds this run resumes from its newest intact
   checkpoint, exactly, like the supervised loop; a text that changed since
@@ -183,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       in ``config.json``: resume with the same one).
 
   Returns:
-    The final state and the final metrics dict.
+    The final state (the latest, not the best) and the final metrics dict.
   """
   task, fitted, t0 = build_and_fit(lambda: LMTask(config, text=text, tx=tx), config, workdir)
   workdir = pathlib.Path(workdir)
@@ -191,16 +234,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if fitted.finished is not None:  # a rerun of a finished run: nothing trained, nothing written
     return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)
+  best_step, best_params, best = _best(task, fitted, test, workdir)
   last_train = fitted.last("train/loss")
   baselines = task.baselines()
   final = {
+      "best_val_bpc": best["bpc"],
+      "best_step": best_step,
       "val_bpc": test["bpc"],
       "val_loss": test["loss"],
       "val_accuracy": test["accuracy"],
+      "best_val_loss": best["loss"],
+      "best_val_accuracy": best["accuracy"],
       "train_loss": last_train.get("train/loss", float("nan")),
       "train_bpc": last_train.get("train/bpc", float("nan")),
       **baselines,
-      "bpc_vs_bigram": 1.0 - test["bpc"] / baselines["bigram_bpc"],
+      "bpc_vs_bigram": 1.0 - best["bpc"] / baselines["bigram_bpc"],
+      "derived": task.derived,
+      "train_chars": len(task.train_tokens),
       "steps": int(jax.device_get(state.step)),
       **fitted.record(t0),
       "params_sha256": tree_sha256(state.params),
@@ -215,20 +265,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       "model": config.model.name,
   }
   if jax.process_index() == 0:
-    _write_extras(task, {"params": jax.device_get(state.params)}, workdir)
+    _write_extras(task, {"params": best_params}, workdir)
     where = pathlib.Path(task.config.data.path).name if task.config.data.path else corpus.name
     plot_learning_curves(fitted.history, workdir / "learning_curves.png", test_label="validation",
                          title=f"{config.model.name} on {where}")
     final["wall_seconds"] = time.perf_counter() - t0
     write_json(workdir / "metrics.json", final)
-  console(f"val_bpc={final['val_bpc']:.4f} (unigram {final['unigram_bpc']:.3f}, bigram "
-          f"{final['bigram_bpc']:.3f}) ({final['steps']} steps, {final['wall_seconds']:.1f} s) "
+  gain = final["bpc_vs_bigram"]
+  console(f"best val_bpc={final['best_val_bpc']:.4f} at step {best_step}, {abs(gain):.0%} "
+          f"{'below' if gain >= 0 else 'above'} the bigram (last {final['val_bpc']:.4f}; unigram "
+          f"{final['unigram_bpc']:.3f}, bigram {final['bigram_bpc']:.3f}) ({final['steps']} steps, "
+          f"{final['wall_seconds']:.1f} s) "
           f"-> {workdir}/metrics.json")
   return state, final
 
 
+def _best(task: LMTask, fitted: Any, test: dict[str, float],
+          workdir: pathlib.Path) -> tuple[int, Any, dict[str, float]]:
+  """``(step, host params, validation metrics)`` of the best checkpoint; the final state's without one."""
+  state = fitted.state
+  steps = int(jax.device_get(state.step))
+  if fitted.best is None or fitted.best[0] == steps:
+    return steps, jax.device_get(state.params), test
+  params, _ = restore_params(workdir / BEST_CHECKPOINTS, jax.device_get(state.params))
+  return fitted.best[0], params, dict(task.evaluate(state.replace(params=parallel.put_replicated(params, task.mesh))))
+
+
 def _write_extras(task: LMTask, variables: Any, workdir: pathlib.Path) -> None:
-  """``sample.txt`` (and ``attention.png`` for a Transformer) from the final model."""
+  """``sample.txt`` (and ``attention.png`` for a Transformer) from the best model."""
   vocab, seq_len = task.corpus.vocab, task.config.data.seq_len
   # The prompt is the start of the validation text: text the model never trained on.
   prompt = task.val_tokens[:min(seq_len, 64)]

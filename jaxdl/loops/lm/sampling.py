@@ -1,8 +1,9 @@
 """Sampling from a language model, and reading a finished (or running) run back.
 
 ``generate`` continues a prompt in one jitted scan; ``load_run`` rebuilds a
-run's model from its ``config.json``, ``vocab.json`` and newest intact
-checkpoint; ``sample_from_workdir`` is ``jaxdl sample``.
+run's model from its ``config.json``, ``vocab.json`` and best checkpoint (by
+validation bpc; the newest intact one where it kept none);
+``sample_from_workdir`` is ``jaxdl sample``.
 """
 
 import functools
@@ -20,12 +21,15 @@ import ml_collections
 import numpy as np
 
 from jaxdl import models as models_lib
-from jaxdl.checkpoint import restore_params
+from jaxdl.checkpoint import Checkpointer, restore_params
 from jaxdl.data import text as text_lib
+from jaxdl.loops.lm.config import with_values
 from jaxdl.utils.errors import JaxdlError
 
-# Files a run leaves for `jaxdl sample` (the parameters are its checkpoints).
+# Files a run leaves for `jaxdl sample` (the parameters are its checkpoints;
+# checkpoint.keep_best's, when the run kept one).
 VOCAB_FILE, CONFIG_FILE, CHECKPOINTS = "vocab.json", "config.json", "checkpoints"
+BEST_CHECKPOINTS = CHECKPOINTS + "_best"
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "length", "temperature"))
@@ -123,8 +127,10 @@ def load_run(workdir: str | os.PathLike
              ) -> tuple[nn.Module, Any, tuple[str, ...], ml_collections.ConfigDict]:
   """The model, variables, vocabulary and config of an LM run in ``workdir``.
 
-  The parameters come from the run's newest intact checkpoint, so a run
-  still in progress (or killed) can be sampled too.
+  The parameters are the run's best by validation bpc (``checkpoints_best/``)
+  or, where it has none (yet), its newest intact checkpoint, so a run still
+  in progress (or killed) can be sampled too. The config has the derived
+  values of its ``'auto'`` keys filled in.
   """
   workdir = pathlib.Path(workdir)
   for name in (CONFIG_FILE, VOCAB_FILE, CHECKPOINTS):
@@ -134,14 +140,17 @@ def load_run(workdir: str | os.PathLike
                        f"(jaxdl run charlm_transformer --workdir DIR)")
   try:
     config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
-    vocab = tuple(json.loads((workdir / VOCAB_FILE).read_text(encoding="utf-8"))["chars"])
+    record = json.loads((workdir / VOCAB_FILE).read_text(encoding="utf-8"))
+    vocab = tuple(record["chars"])
   except (ValueError, KeyError, TypeError) as e:
     raise JaxdlError(f"{workdir}: {CONFIG_FILE} or {VOCAB_FILE} is unreadable ({e})") from None
   if config.get("loop") != "lm":
     raise JaxdlError(f"{workdir} holds a '{config.get('loop')}' run, not a language model")
+  config = with_values(config, record.get("derived", {}))
   model, shapes = build_model(config, len(vocab))
   target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes["params"])
-  params, _ = restore_params(workdir / CHECKPOINTS, target)
+  best = workdir / BEST_CHECKPOINTS
+  params, _ = restore_params(best if Checkpointer(best).steps() else workdir / CHECKPOINTS, target)
   return model, {"params": params}, vocab, config
 
 

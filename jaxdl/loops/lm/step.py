@@ -97,6 +97,12 @@ def take_windows(tokens: jax.Array, starts: jax.Array, length: int) -> jax.Array
   return jax.vmap(lambda s: jax.lax.dynamic_slice(tokens, (s,), (length,)))(starts)
 
 
+def window_count(num_tokens: int, seq_len: int) -> int:
+  """The windows of ``seq_len + 1`` tokens in one tiling of ``num_tokens`` (see :func:`make_lm_chunk`)."""
+  # The last window starts at most at (K - 1) T + T - 1 and ends T + 1 later.
+  return num_tokens // seq_len - 1
+
+
 def make_lm_chunk(
     step_fn: Callable[[TrainState, Batch], tuple[TrainState, dict]],
     *,
@@ -130,8 +136,7 @@ def make_lm_chunk(
     ``chunk(state, tokens, n) -> (state, mean metrics)``, jit-ready, with
     ``chunk.steps_per_epoch`` and ``chunk.num_windows``.
   """
-  # The last window starts at most at (K - 1) T + T - 1 and ends T + 1 later.
-  num_windows = num_tokens // seq_len - 1
+  num_windows = window_count(num_tokens, seq_len)
   if num_windows < batch_size:
     raise JaxdlError(f"the training text holds {max(num_windows, 0)} windows of data.seq_len="
                      f"{seq_len}, fewer than train.batch_size={batch_size}")

@@ -1,4 +1,4 @@
-"""The supervised loop: classifiers on arrays (images, signals, sequences).
+"""The supervised loop: classifiers (and regressions) on arrays (images, signals, sequences, tables).
 
     state, metrics = train_step(state, {"x": (B, ...), "y": (B,)})
 
@@ -10,8 +10,8 @@ from jaxdl.loops.supervised.config import default_config, study_schema, supervis
 from jaxdl.loops.supervised.experiment import (Experiment, SupervisedTask, build_model_state,
                                                train_and_evaluate)
 from jaxdl.loops.supervised.load import Run, load_run
-from jaxdl.loops.supervised.step import LossFn, eval_step, train_step
+from jaxdl.loops.supervised.step import LossFn, Regression, eval_step, train_step
 
-__all__ = ["Experiment", "LossFn", "Run", "SupervisedTask", "build_model_state", "default_config", "eval_step",
-           "load_run", "study_schema", "supervised_part", "train_and_evaluate", "train_step", "validate",
+__all__ = ["Experiment", "LossFn", "Regression", "Run", "SupervisedTask", "build_model_state", "default_config",
+           "eval_step", "load_run", "study_schema", "supervised_part", "train_and_evaluate", "train_step", "validate",
            "validate_study"]

@@ -1,4 +1,4 @@
-"""The supervised run: a classifier trained on device-resident data, then tested.
+"""The supervised run: a classifier (or a regression) trained on device-resident data, then tested.
 
 :class:`SupervisedTask` builds everything from a config (so every bad input
 fails before anything is written) and is what ``jaxdl.train.fit`` drives;
@@ -6,6 +6,7 @@ fails before anything is written) and is what ``jaxdl.train.fit`` drives;
 """
 
 import functools
+import json
 import pathlib
 
 import jax
@@ -18,17 +19,33 @@ from jaxdl import data as data_lib
 from jaxdl import models as models_lib
 from jaxdl import optim as optim_lib
 from jaxdl.loops.supervised.config import validate
-from jaxdl.loops.supervised.step import LossFn, eval_step, train_step
-from jaxdl.train import parallel
+from jaxdl.loops.supervised.step import LossFn, Regression, eval_step, train_step
+from jaxdl.train import memory, parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.chunk import make_train_chunk
 from jaxdl.train.evaluate import make_evaluate
 from jaxdl.train.fit import TaskBase, build_and_fit, optimizer_or
 from jaxdl.train.plots import plot_attention_maps, plot_gradient_norms, plot_learning_curves
 from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.train.writers import console, write_json
+from jaxdl.train.writers import console, write_atomic, write_json
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
+
+# The standardisations a run trains under (inputs, regression targets), for load_run.
+SCALING_FILE = "scaling.json"
+
+
+# Sequences longer than this are checked against the devices' memory before a
+# run, by compiling its programs ahead of time (one compile more). Shorter ones
+# fit every model here at the presets' batch sizes: mnist1d_transformer's
+# training chunk at 512 one-sample tokens and batch 128 needs 2.3 GiB.
+LONG_SEQUENCE = 512
+
+
+def make_model(model_config: ml_collections.ConfigDict, num_classes: int, *, vocab_size: int = 0):
+  """The model ``model_config`` names; token ids (``vocab_size`` > 0) reach it through an embedding."""
+  model = models_lib.get_model(model_config.name, num_classes, **models_lib.options_from_config(model_config))
+  return models_lib.TokenEmbedding(model, vocab_size) if vocab_size else model
 
 
 def build_model_state(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, mesh,
@@ -37,8 +54,10 @@ def build_model_state(config: ml_collections.ConfigDict, dataset: data_lib.Datas
 
   A model that cannot take the data's inputs is a one-line error.
   """
-  model = models_lib.get_model(config.model.name, dataset.num_classes,
-                               **models_lib.options_from_config(config.model))
+  model = make_model(config.model, dataset.num_classes, vocab_size=dataset.vocab_size)
+  if dataset.lengths_train is not None and not models_lib.takes_lengths(model):
+    raise JaxdlError(f"model '{config.model.name}' takes no lengths, and data '{dataset.name}' holds padded "
+                     f"sequences of different lengths (lengths_train)")
   try:
     state = create_train_state(model, tx, jax.random.PRNGKey(config.train.seed), dataset.x_train[:2])
   except JaxdlError:
@@ -90,6 +109,29 @@ def restore_init(config: ml_collections.ConfigDict, state: TrainState, mesh) -> 
   return state, {"init_from": str(source.absolute()), "init_restored": len(restored)}
 
 
+def fit_scaling(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> dict[str, data_lib.Standardizer]:
+  """Standardisations fit on the training split: ``inputs`` (``data.normalize=feature``), a regression's ``targets``.
+
+  A regression's targets are always standardised (per output): the loss
+  and ``train.huber_delta`` are then in standard deviations, and the
+  metrics are turned back into the targets' units.
+  """
+  scaling = {}
+  if config.data.get("normalize", "") == "feature":
+    if dataset.vocab_size or dataset.lengths_train is not None:
+      raise JaxdlError(f"data.normalize=feature standardises float features; data '{dataset.name}' holds "
+                       f"{'token ids' if dataset.vocab_size else 'padded sequences'}: set it to false")
+    scaling["inputs"] = data_lib.Standardizer.fit(dataset.x_train)
+  if dataset.task == "regression":
+    scaling["targets"] = data_lib.Standardizer.fit(_columns(dataset.y_train))
+  return scaling
+
+
+def _columns(y: np.ndarray) -> np.ndarray:
+  """Regression targets as (N, K): (N,) becomes one column."""
+  return y.reshape(len(y), -1)
+
+
 class SupervisedTask(TaskBase):
   """Everything a supervised run needs, built from a config and checked.
 
@@ -99,7 +141,8 @@ class SupervisedTask(TaskBase):
   Attributes:
     config, dataset, model, mesh, state, schedule, train_step (bound, pure),
     chunk (jitted, donating the state), evaluate, steps_per_epoch, and the
-    :class:`jaxdl.train.fit.Task` fields.
+    :class:`jaxdl.train.fit.Task` fields; scaling (``fit_scaling``) and
+    regression (a :class:`Regression`, or None for a classifier).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *, data: data_lib.Dataset | None = None,
@@ -108,51 +151,99 @@ class SupervisedTask(TaskBase):
     t = config.train
     if data is None:
       self.dataset = ds = data_lib.load_dataset(
-          config.data.name, config.data.path or None, num_classes=config.data.num_classes)
+          config.data.name, config.data.path or None, num_classes=config.data.num_classes,
+          task=config.train.task)
     else:
       self.dataset = ds = _check_data(config, data)
       config = _config_for_data(config, data)
+    if config.data.max_length:
+      self.dataset = ds = data_lib.with_steps(ds, config.data.max_length)
+    if config.data.normalize == "sequence":
+      self.dataset = ds = data_lib.normalize_sequences(ds)
     self.config = config
     self.mesh = parallel.make_mesh(t.num_devices)
     parallel.check_divisible(t.batch_size, self.mesh)
     tx, self.schedule = optimizer_or(tx, config.optim, t.steps)
     self.model, self.state = build_model_state(config, ds, self.mesh, tx)
     self.state, self.init_record = restore_init(config, self.state, self.mesh)
+    self.scaling = fit_scaling(config, ds)
+    self.regression = None
+    if ds.task == "regression":
+      self.regression = Regression(loss=t.loss or "mse", huber_delta=t.huber_delta,
+                                   target_std=tuple(float(s) for s in self.scaling["targets"].std))
     augment = data_lib.make_augment(
         shift=config.augment.shift, flip=config.augment.flip, noise=config.augment.noise,
-        mixup=config.augment.mixup, scale=config.augment.scale)
+        mixup=config.augment.mixup, scale=config.augment.scale, time_mask=config.augment.time_mask,
+        freq_mask=config.augment.freq_mask, num_masks=config.augment.num_masks)
+    lengths = {} if ds.lengths_train is None else {"lengths": ds.lengths_train}
     # Trace the augmentation once now, so an option that does not fit the
     # data (a shift on vector inputs, say) fails before anything is written.
-    jax.eval_shape(augment, jax.random.PRNGKey(0), ds.x_train[:2],
-                   np.zeros((2, ds.num_classes), np.float32))
+    try:
+      jax.eval_shape(augment, jax.random.PRNGKey(0), ds.x_train[:2],
+                     np.zeros((2, ds.num_classes), np.float32), **{k: v[:2] for k, v in lengths.items()})
+    except JaxdlError as e:
+      hint = " (tabular data (N, D): start from the tabular_mlp preset)" if ds.kind == "vector" else ""
+      raise JaxdlError(f"data '{ds.name}': {e}{hint}") from None
     self.train_step = functools.partial(
         train_step, num_classes=ds.num_classes, augment=augment,
         label_smoothing=t.label_smoothing, schedule=self.schedule, loss_fn=loss_fn,
-        log_layer_stats=t.log_layer_stats)
+        log_layer_stats=t.log_layer_stats, regression=self.regression)
     chunk = make_train_chunk(
         self.train_step, num_examples=ds.num_train, batch_size=t.batch_size,
         batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy)
     self.steps_per_epoch = chunk.steps_per_epoch
     self.chunk = jax.jit(chunk, donate_argnums=(0,))
-    self.train_data = parallel.put_replicated({"x": ds.x_train, "y": ds.y_train}, self.mesh)
+    x_train, y_train, x_test, y_test = self.arrays()
+    train_data = {"x": x_train, "y": y_train, **lengths}
+    if ds.steps > LONG_SEQUENCE:  # before the data goes onto the devices
+      specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.replicated(self.mesh))
+               for k, v in train_data.items()}
+      self._check_fits(self.chunk.lower(self.state, specs, np.int32(1)), "training", "train.batch_size")
+    self.train_data = parallel.put_replicated(train_data, self.mesh)
     self.evaluate = make_evaluate(
-        functools.partial(eval_step, loss_fn=loss_fn), ds.x_test, ds.y_test, mesh=self.mesh,
-        batch_size=t.eval_batch_size)
+        functools.partial(eval_step, loss_fn=loss_fn, regression=self.regression), x_test, y_test,
+        mesh=self.mesh, batch_size=t.eval_batch_size,
+        finish=self.regression.summarize if self.regression else None, lengths=ds.lengths_test)
+    if ds.steps > LONG_SEQUENCE:
+      self._check_fits(self.evaluate.lower(self.state), "evaluating", "train.eval_batch_size")
     self.total_steps, self.max_chunk = t.steps, self.steps_per_epoch
     self.eval_every = t.eval_every or self.steps_per_epoch  # 0: once per epoch
+
+  def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``x_train, y_train, x_test, y_test`` as the model trains on them: standardised where ``scaling`` says.
+
+    A regression's targets are (N, K), standardised.
+    """
+    ds, scaling = self.dataset, self.scaling
+    xs = [scaling["inputs"].apply(x) if "inputs" in scaling else x for x in (ds.x_train, ds.x_test)]
+    ys = [scaling["targets"].apply(_columns(y)) if "targets" in scaling else y for y in (ds.y_train, ds.y_test)]
+    return xs[0], ys[0], xs[1], ys[1]
+
+  def _check_fits(self, lowered, doing: str, batch_key: str) -> None:
+    """A one-line error, naming the sequence length and the memory free, when ``lowered`` would not fit."""
+    ds, config = self.dataset, self.config
+    batch = config.train[batch_key.split(".")[1]]
+    memory.check_fits(lowered, lambda needed, free: (
+        f"data '{ds.name}': sequences of {ds.steps} steps do not fit in memory: {doing} model "
+        f"'{config.model.name}' at {batch_key}={batch} needs {memory.gib(needed)} per device, more than the "
+        f"{memory.gib(free)} free; set data.max_length to crop them, or lower {batch_key}"))
 
   def run_chunk(self, state: TrainState, n) -> tuple[TrainState, dict]:
     return self.chunk(state, self.train_data, n)
 
   def on_start(self, workdir: pathlib.Path, resuming: bool) -> None:
-    """Writes ``data.json`` (what the run trains on), or on resume refuses data that changed."""
+    """Writes ``data.json`` (what the run trains on) and any ``scaling.json``; on resume refuses changed data."""
     workdir_lib.record_dataset(workdir, self.dataset, resuming=resuming)
+    if self.scaling and jax.process_index() == 0:  # fit on the data just checked: the same on resume
+      record = {"task": self.dataset.task, "target_shape": list(self.dataset.y_train.shape[1:]),
+                **{name: s.to_json() for name, s in self.scaling.items()}}
+      write_atomic(workdir / SCALING_FILE, json.dumps(record) + "\n")
 
   def headline(self, state: TrainState) -> str:
     ds, t = self.dataset, self.config.train
     return (f"jaxdl: {self.config.model.name} ({param_count(state.params):,} params) on {ds.name} "
             f"({ds.num_train} train / {ds.num_test} test, inputs {ds.input_shape}, "
-            f"{ds.num_classes} classes), {self.mesh.devices.size} {jax.default_backend()} device(s), "
+            f"{_outputs(ds)}), {self.mesh.devices.size} {jax.default_backend()} device(s), "
             f"{t.steps} steps of batch {t.batch_size}")
 
 
@@ -163,10 +254,19 @@ Experiment = SupervisedTask
 DATA_FILE = workdir_lib.DATA_FILE
 
 
+def _outputs(ds: data_lib.Dataset) -> str:
+  if ds.task == "regression":
+    return f"{ds.num_targets} regression target{'s' if ds.num_targets > 1 else ''}"
+  return f"{ds.num_classes} classes"
+
+
 def _check_data(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> data_lib.Dataset:
   if not isinstance(data, data_lib.Dataset):
     raise JaxdlError(f"data must be a jaxdl.Dataset (jaxdl.Dataset.from_arrays(name, x_train, y_train, "
                      f"x_test, y_test)), not {type(data).__name__}")
+  if data.task != config.train.task:
+    raise JaxdlError(f"the data passed in ('{data.name}') is a {data.task} but train.task={config.train.task}: "
+                     f"set train.task={data.task}")
   if config.data.num_classes and config.data.num_classes != data.num_classes:
     raise JaxdlError(f"data.num_classes={config.data.num_classes} but the data passed in has "
                      f"{data.num_classes} classes")
@@ -176,7 +276,8 @@ def _check_data(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> da
 def _config_for_data(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> ml_collections.ConfigDict:
   """A copy of ``config`` whose ``data`` section names the arrays passed in (for config.json)."""
   config = ml_collections.ConfigDict(config.to_dict())
-  config.data.name, config.data.path, config.data.num_classes = data.name, "", data.num_classes
+  config.data.name, config.data.path = data.name, ""
+  config.data.num_classes = data.num_classes if data.task == "classification" else 0
   return config
 
 
@@ -184,18 +285,24 @@ def _plot_sequence_model(task: SupervisedTask, state: TrainState, workdir: pathl
   """``input_gradients.png`` for a recurrent classifier, ``attention.png`` for a Transformer.
 
   The first shows how much gradient reaches each input step (the vanishing
-  gradient of a tanh RNN), on the first 256 test examples; the second each
-  layer's and head's attention on the first test example.
+  gradient of a tanh RNN), on the first 256 test examples (for sequences
+  longer than ``LONG_SEQUENCE``, no more than a training batch, which is
+  known to fit); the second each layer's and head's attention on the first
+  test example. Padded sequences are read with their lengths.
   """
   model, ds, name = task.model, task.dataset, task.config.model.name
   variables = jax.device_get(state.variables())
+  n = 256 if ds.steps <= LONG_SEQUENCE else min(256, task.config.train.batch_size)
+  lengths = {} if ds.lengths_test is None else {"lengths": ds.lengths_test[:n]}
   if isinstance(model, models_lib.RNNClassifier):
-    x, y = ds.x_test[:256], ds.y_test[:256]
-    norms = jax.jit(functools.partial(models_lib.input_gradient_norms, model.apply))(variables, x, y)
+    x, y = ds.x_test[:n], ds.y_test[:n]
+    apply = functools.partial(model.apply, **lengths)
+    norms = jax.jit(functools.partial(models_lib.input_gradient_norms, apply))(variables, x, y)
     plot_gradient_norms({name: np.asarray(norms)}, workdir / "input_gradients.png",
                         title=f"{name} on {ds.name}: gradient reaching each input step")
   elif isinstance(model, models_lib.TransformerClassifier):
-    maps = jax.jit(functools.partial(models_lib.attention_maps, model))(variables, ds.x_test[:1])
+    maps = jax.jit(functools.partial(models_lib.attention_maps, model, **{k: v[:1] for k, v in lengths.items()}))(
+        variables, ds.x_test[:1])
     plot_attention_maps(np.stack([np.asarray(m[0]) for m in maps]), workdir / "attention.png",
                         title=f"{name} on {ds.name}: attention on test example 0 "
                               f"(label {int(ds.y_test[0])})")
@@ -204,14 +311,16 @@ def _plot_sequence_model(task: SupervisedTask, state: TrainState, workdir: pathl
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        data: data_lib.Dataset | None = None, loss_fn: LossFn | None = None,
                        tx: optax.GradientTransformation | None = None) -> tuple[TrainState, dict]:
-  """Trains a classifier as the config says and evaluates it on the test set.
+  """Trains a classifier (or a regression) as the config says and evaluates it on the test set.
 
   Writes into ``workdir``: ``config.json`` (the resolved config),
   ``metrics.jsonl`` (one record per log), TensorBoard events under ``tb/``,
   ``checkpoints/`` (Orbax), ``learning_curves.png``, ``input_gradients.png``
-  (recurrent models) or ``attention.png`` (Transformers), and
-  ``metrics.json`` (the final metrics, one flat object, including
-  ``params_sha256``).
+  (recurrent classifiers) or ``attention.png`` (Transformer classifiers),
+  ``scaling.json`` (the standardisations, if any) and ``metrics.json`` (the
+  final metrics, one flat object, including ``params_sha256``; a
+  regression's ``test_rmse``, ``test_mae`` and ``test_r2`` are in the
+  targets' units).
 
   A workdir that already holds this run resumes from its newest intact
   checkpoint and ends exactly where an uninterrupted run would have.
@@ -243,10 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   last_train = fitted.last("train/loss")
   steps_done = int(jax.device_get(state.step))
   final = {
-      "test_accuracy": test["accuracy"],
-      "test_loss": test["loss"],
-      "train_loss": last_train.get("train/loss", float("nan")),
-      "train_accuracy": last_train.get("train/accuracy", float("nan")),
+      **_fit_metrics(task, test, last_train),
       "steps": steps_done,
       "epochs": steps_done / task.steps_per_epoch,
       "skipped_steps": int(jax.device_get(state.skipped)),
@@ -263,7 +369,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     where = pathlib.Path(config.data.path).name if config.data.path else ds.name  # the file, if one
     plot_learning_curves(fitted.history, workdir / "learning_curves.png",
                          title=f"{task.config.model.name} on {where}")
-    _plot_sequence_model(task, state, workdir)
-  console(f"test_accuracy={final['test_accuracy']:.4f} test_loss={final['test_loss']:.4f} "
+    if task.regression is None:  # the plots explain a class's logit
+      _plot_sequence_model(task, state, workdir)
+  headline = ("test_accuracy={test_accuracy:.4f}" if task.regression is None else
+              "test_rmse={test_rmse:.4g} test_r2={test_r2:.4f}").format(**final)
+  console(f"{headline} test_loss={final['test_loss']:.4f} "
           f"({final['steps']} steps, {final['wall_seconds']:.1f} s) -> {workdir}/metrics.json")
   return state, final
+
+
+def _fit_metrics(task: SupervisedTask, test: dict, last_train: dict) -> dict:
+  """The head of ``metrics.json``: how well the model fits, test and train, by the task's metrics."""
+  train = {k: last_train.get(f"train/{k}", float("nan")) for k in ("loss", "accuracy", "rmse")}
+  if task.regression is None:
+    return {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"]}
+  return {"test_rmse": test["rmse"], "test_mae": test["mae"], "test_r2": test["r2"], "test_loss": test["loss"],
+          "train_loss": train["loss"], "train_rmse": train["rmse"], "task": "regression",
+          "loss": task.regression.loss}

@@ -1,0 +1,83 @@
+"""Each preset run twice with an empty, then a warm, persistent compilation cache: ``compile_seconds`` of both.
+
+The runs are fresh ``jaxdl run`` processes sharing one new ``JAXDL_CACHE_DIR``
+(nothing else cached there is reused: generated data is rebuilt on the first
+run). The training budget is cut short (``--steps``), which changes only the
+constants of a schedule, not which programs compile; the second run is in a
+new workdir, so it trains again rather than resuming. A study (grad_flow,
+transfer, distill) reports the sum over its supervised runs.
+
+    python benchmarks/compile_cache.py                    # every preset but the GPU-sized ones
+    python benchmarks/compile_cache.py digits_cnn mnist1d_gru --steps 20
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SKIP = ("alphazero_go9x9", "dqn_atari", "dqn_cartpole_gym")  # GPU-sized, or a host loop over Gymnasium
+# The key that sets the training budget, per loop (default: train.steps).
+BUDGET = {"dqn": "train.env_steps={}000", "grad_flow": None, "transfer": None, "distill": None}
+
+
+def loop_of(name):
+  out = subprocess.run([sys.executable, "-m", "jaxdl", "show", name], capture_output=True, text=True, check=True,
+                       cwd=ROOT)
+  return json.loads(out.stdout).get("loop", "supervised")
+
+
+def compiles(workdir):
+  """compile_seconds, compiled_programs and compile_cache_hits, summed over every metrics.json of a run."""
+  total = {"compile_seconds": 0.0, "compiled_programs": 0, "compile_cache_hits": 0}
+  for path in workdir.rglob("metrics.json"):
+    record = json.loads(path.read_text())
+    for key in total:
+      total[key] += record.get(key, 0)
+  return total
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("presets", nargs="*")
+  parser.add_argument("--steps", type=int, default=40, help="training budget of each run (default 40)")
+  args = parser.parse_args()
+  names = args.presets or sorted(p.stem for p in (ROOT / "experiments").glob("[!_]*.py") if p.stem not in SKIP)
+  root = pathlib.Path(tempfile.mkdtemp(prefix="jaxdl-compile-cache-"))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+  env["JAXDL_CACHE_DIR"] = str(root / "cache")
+  rows = []
+  for name in names:
+    loop = loop_of(name)
+    budget = BUDGET.get(loop, "train.steps={}")
+    extra = ["--set", budget.format(args.steps)] if budget else []
+    runs = []
+    for i in range(2):
+      workdir = root / f"{name}-{i}"
+      done = subprocess.run([sys.executable, "-m", "jaxdl", "run", name, "--workdir", str(workdir), *extra],
+                            capture_output=True, text=True, cwd=ROOT, env=env)
+      if done.returncode:
+        print(f"{name}: run {i} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        break
+      runs.append(compiles(workdir))
+    if len(runs) == 2:
+      first, second = (r["compile_seconds"] for r in runs)
+      met = second <= max(1.0, first / 4)
+      rows.append((name, first, second, runs[1]["compile_cache_hits"], runs[1]["compiled_programs"], met))
+      print(f"{name}: {first:.2f} s, then {second:.2f} s ({runs[1]['compile_cache_hits']} of "
+            f"{runs[1]['compiled_programs']} programs from the cache){'' if met else '  TARGET MISSED'}",
+            flush=True)
+  print("\n| preset | compile_seconds, empty cache | warm cache | programs from the cache | target met |")
+  print("|---|---|---|---|---|")
+  for name, first, second, hits, programs, met in rows:
+    print(f"| {name} | {first:.2f} | {second:.2f} | {hits} / {programs} | {'yes' if met else '**no**'} |")
+  (root / "compile_cache.json").write_text(json.dumps(rows, indent=1))
+  print(f"\nJSON: {root / 'compile_cache.json'}")
+
+
+if __name__ == "__main__":
+  main()
