@@ -23,6 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SKIP = ("alphazero_go9x9", "dqn_atari", "dqn_cartpole_gym")  # GPU-sized, or a host loop over Gymnasium
 # The key that sets the training budget, per loop (default: train.steps).
 BUDGET = {"dqn": "train.env_steps={}000", "grad_flow": None, "transfer": None, "distill": None}
+WARMUP = ("supervised", "lm", "simclr")  # loops whose presets warm up for longer than a cut budget
 
 
 def loop_of(name):
@@ -55,6 +56,8 @@ def main():
     loop = loop_of(name)
     budget = BUDGET.get(loop, "train.steps={}")
     extra = ["--set", budget.format(args.steps)] if budget else []
+    if loop in WARMUP:  # a warm-up longer than the cut budget is refused; its length changes no program
+      extra += ["--set", f"optim.warmup_steps={args.steps // 4}"]
     runs = []
     for i in range(2):
       workdir = root / f"{name}-{i}"
