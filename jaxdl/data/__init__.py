@@ -12,7 +12,8 @@ ratings) come from :mod:`jaxdl.data.ratings` (``load_ratings``).
 """
 
 from jaxdl.data.augment import make_augment
-from jaxdl.data.dataset import Dataset, normalize_sequences, with_steps
+from jaxdl.data.dataset import Dataset
+from jaxdl.data.sequences import normalize_sequences, with_steps
 from jaxdl.data.loaders import DATASETS, load_dataset
 from jaxdl.data.ratings import Ratings, load_ratings, synthetic_ratings, write_ratings
 from jaxdl.data.scaling import Standardizer

@@ -23,7 +23,7 @@ from jaxdl.utils.errors import JaxdlError
 # Per-example rank -> what the models call it: (D,), (L, C), (H, W, C).
 _KINDS = {1: "vector", 2: "signal", 3: "image"}
 _SPLITS = ("x_train", "y_train", "x_test", "y_test")
-_LENGTHS = {"x_train": "lengths_train", "x_test": "lengths_test"}
+LENGTH_KEYS = {"x_train": "lengths_train", "x_test": "lengths_test"}
 TASKS = ("classification", "regression")  # integer labels, or real-valued targets (N,) / (N, K)
 
 
@@ -107,10 +107,10 @@ class Dataset:
                        f"target column(s) of y_train, got {self.num_classes}")
 
   def _check_lengths_structure(self) -> None:
-    lengths = [getattr(self, key) for key in _LENGTHS.values()]
+    lengths = [getattr(self, key) for key in LENGTH_KEYS.values()]
     if all(array is None for array in lengths):
       return
-    for x, key in _LENGTHS.items():
+    for x, key in LENGTH_KEYS.items():
       array = getattr(self, key)
       if not isinstance(array, np.ndarray) or array.dtype != np.int32 \
           or array.shape != getattr(self, x).shape[:1]:
@@ -210,7 +210,7 @@ class Dataset:
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     if lengths_train is not None or lengths_test is not None:
       arrays.update(lengths_train=lengths_train, lengths_test=lengths_test)
-    keys = (*_SPLITS, *_LENGTHS.values())
+    keys = (*_SPLITS, *LENGTH_KEYS.values())
     return build(name, arrays, {key: f"array '{key}'" for key in keys},
                  source=f"dataset {name!r}",
                  num_classes=num_classes, info=info or {}, vocab_size=vocab_size, task=task)
@@ -328,7 +328,7 @@ def _check_lengths(lengths: Any, x: np.ndarray, where: str, x_where: str) -> np.
 def _check_all_lengths(arrays: Mapping[str, Any], xs: Mapping[str, np.ndarray], where: Mapping[str, str],
                        full: Mapping[str, str], pair: str) -> dict[str, np.ndarray]:
   """``lengths_train`` and ``lengths_test`` checked against their inputs, or {} when there are none."""
-  given = {key: arrays.get(key) for key in _LENGTHS.values()}
+  given = {key: arrays.get(key) for key in LENGTH_KEYS.values()}
   if all(value is None for value in given.values()):
     return {}
   missing = [key for key, value in given.items() if value is None]
@@ -336,11 +336,11 @@ def _check_all_lengths(arrays: Mapping[str, Any], xs: Mapping[str, np.ndarray], 
     other = next(key for key in given if key not in missing)
     raise JaxdlError(f"{pair}{where.get(other, other)} is given without {missing[0]}: padded sequences "
                      f"need the lengths of both splits")
-  for x, key in _LENGTHS.items():
+  for x, key in LENGTH_KEYS.items():
     if xs[x].ndim not in (2, 3) or (xs[x].ndim == 2 and xs[x].dtype != np.int32):
       _fail(full[key], f"lengths need sequences, (N, T, F) floats or (N, T) integer token ids; "
                        f"{where[x]} has shape {xs[x].shape}")
-  return {key: _check_lengths(given[key], xs[x], full[key], where[x]) for x, key in _LENGTHS.items()}
+  return {key: _check_lengths(given[key], xs[x], full[key], where[x]) for x, key in LENGTH_KEYS.items()}
 
 
 def pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
@@ -350,7 +350,7 @@ def pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
   return np.pad(x, [(0, 0), (0, steps - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
 
 
-def _valid(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+def valid_steps(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
   """True at the valid steps of (N, T) ``x`` (everywhere without lengths)."""
   if lengths is None:
     return np.ones(x.shape, bool)
@@ -360,7 +360,7 @@ def _valid(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
 def _check_ids(xs: dict[str, np.ndarray], lengths: Mapping[str, np.ndarray], full: Mapping[str, str],
                vocab_size: int) -> int:
   """Checks the ids at valid steps (in ``[0, vocab_size)``), zeroes those at padded ones, returns the vocabulary."""
-  valid = {x: _valid(ids, lengths.get(_LENGTHS[x])) for x, ids in xs.items()}
+  valid = {x: valid_steps(ids, lengths.get(LENGTH_KEYS[x])) for x, ids in xs.items()}
   for x, ids in xs.items():
     negative = valid[x] & (ids < 0)
     if negative.any():
@@ -481,63 +481,3 @@ def build(name: str, arrays: Mapping[str, Any], where: Mapping[str, str], *,
   return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                  num_classes=num_classes, info=info, lengths_train=lengths.get("lengths_train"),
                  lengths_test=lengths.get("lengths_test"), vocab_size=vocab_size if tokens else 0)
-
-
-def with_steps(ds: Dataset, steps: int) -> Dataset:
-  """``ds`` with every sequence cropped or zero-padded to ``steps`` steps (``data.max_length``).
-
-  Cropping keeps the first ``steps`` steps and clips the lengths; padding
-  adds zero steps, and lengths if the set had none, so the models never read
-  the padding.
-
-  Raises:
-    JaxdlError: ``steps`` < 1, or data that is not sequences.
-  """
-  if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-    raise JaxdlError(f"data.max_length must be a positive integer (0: the lengths as stored), got {steps!r}")
-  if ds.kind not in ("signal", "tokens"):
-    raise JaxdlError(f"data.max_length={steps} crops or pads sequences, but {ds.name!r} holds {ds.kind}s of "
-                     f"shape {ds.input_shape}")
-  if steps == ds.steps:
-    return ds
-  lengths = {}
-  if ds.lengths_train is not None or steps > ds.steps:
-    for x, key in _LENGTHS.items():
-      stored = getattr(ds, key)
-      stored = np.full(len(getattr(ds, x)), ds.steps, np.int32) if stored is None else stored
-      lengths[key] = np.minimum(stored, steps).astype(np.int32)
-  return dataclasses.replace(ds, x_train=pad_steps(ds.x_train, steps), x_test=pad_steps(ds.x_test, steps),
-                             info={**ds.info, "max_length": int(steps)}, **lengths)
-
-
-# A floor under a feature's standard deviation within one sequence, so a
-# feature that barely moves over a few steps is not blown up to unit variance
-# (inputs here are standardised over the dataset first: of order 1).
-_SEQUENCE_STD_FLOOR = 1e-2
-
-
-def normalize_sequences(ds: Dataset) -> Dataset:
-  """``ds`` with each sequence's features standardised over its own valid steps (``data.normalize=sequence``).
-
-  Per-utterance mean and variance normalisation of speech features:
-  subtracting an utterance's mean removes a fixed channel (microphone,
-  room) and dividing by its spread removes loudness, along with whatever the
-  average itself said. Padded steps become 0.
-
-  Raises:
-    JaxdlError: data that is not float sequences (N, T, F).
-  """
-  if ds.kind != "signal":
-    raise JaxdlError(f"data.normalize=sequence standardises float sequences (N, T, F), but {ds.name!r} holds "
-                     f"{ds.kind}s of shape {ds.input_shape}")
-
-  def normalize(x, lengths):
-    valid = _valid(x[..., 0], lengths)[..., None]  # (N, T, 1)
-    counts = valid.sum(axis=1, keepdims=True)
-    mean = np.where(valid, x, 0).sum(axis=1, keepdims=True) / counts  # (N, 1, F)
-    std = np.sqrt(np.where(valid, (x - mean) ** 2, 0).sum(axis=1, keepdims=True) / counts)
-    return np.where(valid, (x - mean) / np.maximum(std, _SEQUENCE_STD_FLOOR), 0).astype(np.float32)
-
-  return dataclasses.replace(ds, x_train=normalize(ds.x_train, ds.lengths_train),
-                             x_test=normalize(ds.x_test, ds.lengths_test),
-                             info={**ds.info, "normalize": "sequence"})
