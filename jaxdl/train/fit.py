@@ -33,6 +33,7 @@ from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.loop import Diverged, run
 from jaxdl.train.writers import MetricWriter, StepUnit, console, write_atomic
 from jaxdl.utils.errors import JaxdlError, Preempted
+from jaxdl.utils.tree import param_count, tree_sha256
 
 
 class Task(Protocol):
@@ -251,6 +252,19 @@ class Fitted:
     """
     test = {k[len("test/"):]: v for k, v in self.summary.items() if k.startswith("test/")}
     return test or dict(evaluate(self.state))
+
+  def epoch_record(self, started: float, task: Any) -> dict[str, Any]:
+    """:meth:`record` and what a run of a ``TrainState`` over epochs writes the same way.
+
+    That is ``steps``, ``epochs`` (over ``task.steps_per_epoch``), ``skipped_steps``, the params'
+    ``params_sha256`` and ``param_count``, and ``num_devices`` (``task.mesh``).
+    """
+    state = self.state
+    steps = int(jax.device_get(state.step))
+    return {"steps": steps, "epochs": steps / task.steps_per_epoch,
+            "skipped_steps": int(jax.device_get(state.skipped)), **self.record(started),
+            "params_sha256": tree_sha256(state.params), "param_count": param_count(state.params),
+            "num_devices": int(task.mesh.devices.size)}
 
   def record(self, started: float) -> dict[str, Any]:
     """The ``metrics.json`` keys every loop writes; ``started`` is the run's ``perf_counter`` start."""

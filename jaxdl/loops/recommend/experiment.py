@@ -29,7 +29,7 @@ from jaxdl.train.fit import TaskBase, build_and_fit, optimizer_or
 from jaxdl.train.state import init_variables
 from jaxdl.train.writers import console, write_json
 from jaxdl.utils.errors import JaxdlError
-from jaxdl.utils.tree import param_count, tree_sha256
+from jaxdl.utils.tree import param_count
 
 
 def _ratings(config: ml_collections.ConfigDict, data: Ratings | None) -> tuple[Ratings, ml_collections.ConfigDict]:
@@ -256,7 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   test = task.evaluate_test((chosen, task.matrix))
   lo, hi = r.rating_range
   baseline = float(np.sqrt(np.mean(np.square(np.clip(r.mean, lo, hi) - r.test["rating"]))))
-  steps_done = int(jax.device_get(state.step))
+  steps_done = int(jax.device_get(state.step))  # for the summary line
   final = {
       "test_rmse": test["rmse"],
       "test_mae": test["mae"],
@@ -271,13 +271,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if config.ranking.k:
     final.update(rank(task, chosen))
   final.update({
-      "steps": steps_done,
-      "epochs": steps_done / task.steps_per_epoch,
-      "skipped_steps": int(jax.device_get(state.skipped)),
-      **fitted.record(t0),
-      "params_sha256": tree_sha256(state.params),
-      "param_count": param_count(state.params),
-      "num_devices": int(task.mesh.devices.size),
+      **fitted.epoch_record(t0, task),
       "dataset": r.name,
       "split": r.info.get("split", ""),
       "num_users": r.num_users,

@@ -30,7 +30,7 @@ from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.writers import console, write_json
 from jaxdl.utils import threefry
 from jaxdl.utils.errors import JaxdlError
-from jaxdl.utils.tree import param_count, tree_sha256
+from jaxdl.utils.tree import param_count
 
 def _dataset(config: ml_collections.ConfigDict, data: data_lib.Dataset | None):
   """(the dataset, the config that names it): ``data.name``'s, or the arrays passed in."""
@@ -230,21 +230,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   state, test = fitted.state, fitted.test_metrics(task.evaluate)
   probes, test_features = linear_probes(task, state)
   last_train = fitted.last("train/loss")
-  steps_done = int(jax.device_get(state.step))
   final = {
       **probes,
       "knn_accuracy": test["knn_accuracy"],
       "train_loss": last_train.get("train/loss", float("nan")),
       "train_contrastive_accuracy": last_train.get("train/contrastive_accuracy", float("nan")),
-      "steps": steps_done,
-      "epochs": steps_done / task.steps_per_epoch,
-      "skipped_steps": int(jax.device_get(state.skipped)),
-      **fitted.record(t0),
-      "params_sha256": tree_sha256(state.params),
-      "param_count": param_count(state.params),
+      **fitted.epoch_record(t0, task),
       "encoder_param_count": param_count(state.params["encoder"]),
       "feature_dim": int(test_features["linear"].shape[1]),
-      "num_devices": int(task.mesh.devices.size),
       "dataset": task.dataset.name,
       "model": config.model.name,
   }

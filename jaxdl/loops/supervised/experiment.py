@@ -29,7 +29,7 @@ from jaxdl.train.plots import plot_attention_maps, plot_gradient_norms, plot_lea
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.writers import console, write_atomic, write_json
 from jaxdl.utils.errors import JaxdlError
-from jaxdl.utils.tree import param_count, tree_sha256
+from jaxdl.utils.tree import param_count
 
 # The standardisations a run trains under (inputs, regression targets), for load_run.
 SCALING_FILE = "scaling.json"
@@ -350,16 +350,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     return fitted.state, fitted.finished
   state, test = fitted.state, fitted.test_metrics(task.evaluate)
   last_train = fitted.last("train/loss")
-  steps_done = int(jax.device_get(state.step))
   final = {
       **_fit_metrics(task, test, last_train),
-      "steps": steps_done,
-      "epochs": steps_done / task.steps_per_epoch,
-      "skipped_steps": int(jax.device_get(state.skipped)),
-      **fitted.record(t0),
-      "params_sha256": tree_sha256(state.params),
-      "param_count": param_count(state.params),
-      "num_devices": int(task.mesh.devices.size),
+      **fitted.epoch_record(t0, task),
       "dataset": ds.name,
       "model": config.model.name,
       **task.init_record,
