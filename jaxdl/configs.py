@@ -47,6 +47,7 @@ def train_section() -> ml_collections.ConfigDict:
   train.distributed = False  # call jax.distributed.initialize() first (multi-host)
   train.distributed_timeout_s = 300  # how long to wait for the other processes and the coordinator
   train.nan_policy = "halt"  # or "skip": drop non-finite updates and go on
+  train.sharding = "replicated"  # or "fsdp": params and optimizer state split over the devices (jaxdl.train.sharding)
   train.compile_cache = True  # JAX's persistent compilation cache in $JAXDL_CACHE_DIR/xla (jaxdl.train.compile)
   return train
 

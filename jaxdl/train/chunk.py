@@ -80,6 +80,7 @@ def make_chunk(
     nan_policy: str = "halt",
     params_of: Callable[[Any], Any] = lambda state: getattr(state, "params", {}),
     watch: Sequence[str] = ("loss", "grad_norm"),
+    state_sharding: Any = None,
 ) -> Callable[[Any, Any, jax.Array], tuple[Any, dict]]:
   """Builds ``chunk(state, data, n)``: ``n`` guarded steps in one ``while_loop``, jit-ready.
 
@@ -99,6 +100,10 @@ def make_chunk(
     params_of: the parameters the guard checks (default: ``state.params``, or
       none for a state without them).
     watch: the metrics the guard checks.
+    state_sharding: the state's layout (``jaxdl.train.sharding.state_shardings``),
+      held after every step so a sharded state stays sharded through the loop
+      and comes out as it went in (which donation needs); None: XLA's choice
+      (a replicated state stays replicated).
 
   Returns:
     ``chunk(state, data, n) -> (state, metrics)``: the mean of each metric
@@ -118,6 +123,8 @@ def make_chunk(
       i, state, sums, count, bad_step, bad_leaf = carry
       at = state.step
       state, metrics, ok, first_bad = guarded(state, draw(state))
+      if state_sharding is not None:
+        state = jax.lax.with_sharding_constraint(state, state_sharding)
       sums = jax.tree_util.tree_map(lambda s, v: s + jnp.where(ok, v, jnp.zeros_like(v)), sums, metrics)
       if nan_policy == "halt":
         bad_step = jnp.where(ok, bad_step, at.astype(jnp.int32))
@@ -222,6 +229,7 @@ def make_train_chunk(
     batch_size: int,
     batch_sharding: jax.sharding.Sharding | None = None,
     nan_policy: str = "halt",
+    state_sharding: Any = None,
 ) -> Callable[[Any, Batch, jax.Array], tuple[Any, dict]]:
   """``make_chunk`` over :func:`epoch_batches`: ``chunk(state, data, n)`` with ``chunk.steps_per_epoch``.
 
@@ -230,6 +238,6 @@ def make_train_chunk(
   """
   source = epoch_batches(num_examples=num_examples, batch_size=batch_size,
                          batch_sharding=batch_sharding)
-  chunk = make_chunk(step_fn, source, nan_policy=nan_policy)
+  chunk = make_chunk(step_fn, source, nan_policy=nan_policy, state_sharding=state_sharding)
   chunk.steps_per_epoch = source.steps_per_epoch
   return chunk

@@ -29,6 +29,7 @@ from jaxdl.checkpoint import Checkpointer
 from jaxdl.configs import to_dict
 from jaxdl.train import compile as compile_lib
 from jaxdl.train import parallel
+from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.loop import Diverged, run
 from jaxdl.train.writers import MetricWriter, StepUnit, console, write_atomic
@@ -98,12 +99,16 @@ class TaskBase:
   A subclass sets ``config``, ``state``, ``total_steps``, ``max_chunk``,
   ``eval_every`` and ``mesh`` (and ``desc`` and ``unit`` where the defaults
   do not fit) and defines ``run_chunk``, ``evaluate`` and
-  ``headline``; it overrides the rest where its run differs.
+  ``headline``; it overrides the rest where its run differs. A task whose
+  state is not replicated sets ``state_shardings``
+  (``jaxdl.train.sharding.state_shardings``): a restored state is placed
+  with them, whatever the layout and device count it was saved under.
   """
 
   desc = "train"
   unit = StepUnit()
   mesh: jax.sharding.Mesh
+  state_shardings: Any = None  # None: replicated over mesh
 
   def param_path(self, state: Any, leaf: int) -> str:
     return leaf_path(state.params, leaf)
@@ -116,7 +121,9 @@ class TaskBase:
 
   def place_restored(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
     del checkpoint_dir
-    return parallel.put_replicated(host_state, self.mesh)
+    if self.state_shardings is None:
+      return parallel.put_replicated(host_state, self.mesh)
+    return sharding_lib.place(host_state, self.state_shardings)
 
 
 def validate_schedule(config: ml_collections.ConfigDict,

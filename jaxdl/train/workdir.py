@@ -29,7 +29,8 @@ from jaxdl.utils.io import write_atomic
 HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batch_size",
             "train.num_devices", "train.distributed", "train.nan_policy", "checkpoint.",
             "optim.extend_from", "optim.extend_mode", "train.log_layer_stats",
-            "train.compile_cache", "train.distributed_timeout_s")
+            "train.compile_cache", "train.distributed_timeout_s",
+            "train.sharding")  # a layout: checkpoints restore across them (jaxdl.train.sharding)
 # Keys added with a default that is not "off" but does what runs before them
 # did: a saved run that predates such a key resumes as before while the key
 # holds this value (see config_differences).

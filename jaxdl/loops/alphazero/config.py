@@ -17,7 +17,7 @@ from jaxdl import configs
 from jaxdl import optim as optim_lib
 from jaxdl.envs import boardgames
 from jaxdl.models.alphazero import PolicyValueNet
-from jaxdl.train import parallel
+from jaxdl.train import parallel, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -86,6 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
 def validate(c: ml_collections.ConfigDict) -> None:
   """One-line errors naming the offending key, before anything is built or written."""
   configs.check_keys(c, default_config())
+  sharding.check_sharding(c, supported=("replicated",))  # fsdp: the supervised and lm loops
   boardgames.check_game(c.game.name, c.game.size)
   validate_schedule(c, ("steps", "batch_size", "log_every", "updates_per_iteration"))
   s = c.search

@@ -19,6 +19,7 @@ from typing import Any
 import ml_collections
 
 from jaxdl import configs
+from jaxdl.train import sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -80,6 +81,7 @@ def is_auto(config: ml_collections.ConfigDict, key: str) -> bool:
 def validate(config: ml_collections.ConfigDict) -> None:
   """One-line errors for keys this loop does not read and values no run can use."""
   configs.check_keys(config, default_config(), open_sections=("model",))
+  sharding.check_sharding(config)
   flat = configs.flatten(config)
   for key in AUTO_KEYS:
     value = flat.get(key, 0.0)

@@ -32,6 +32,7 @@ from jaxdl.loops.lm.config import validate
 from jaxdl.loops.lm.sampling import BEST_CHECKPOINTS, VOCAB_FILE, build_model, generate
 from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk, window_count
 from jaxdl.train import parallel
+from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.evaluate import make_evaluate
 from jaxdl.train.fit import TaskBase, build_and_fit, optimizer_or
@@ -89,13 +90,17 @@ class LMTask(TaskBase):
     tx, self.schedule = optimizer_or(tx, self.settings.optim, steps)
     state = create_train_state(self.model, tx, jax.random.PRNGKey(t.seed),
                                jnp.zeros((2, seq_len), jnp.int32))
-    self.state = parallel.put_replicated(state, self.mesh)
+    if t.sharding == "replicated":
+      self.state = parallel.put_replicated(state, self.mesh)
+    else:
+      self.state_shardings = sharding_lib.state_shardings(state, self.mesh, t.sharding)
+      self.state = sharding_lib.place(state, self.state_shardings)
     self.train_step = functools.partial(lm_train_step, schedule=self.schedule)
     chunk = make_lm_chunk(self.train_step, num_tokens=len(self.train_tokens), seq_len=seq_len,
                           batch_size=t.batch_size, batch_sharding=parallel.batch_sharded(self.mesh),
-                          nan_policy=t.nan_policy)
+                          nan_policy=t.nan_policy, state_sharding=self.state_shardings)
     self.steps_per_epoch = chunk.steps_per_epoch
-    self.chunk = jax.jit(chunk, donate_argnums=(0,))
+    self.chunk = jax.jit(chunk, donate_argnums=(0,), **sharding_lib.jit_out(self.state_shardings, self.mesh))
     self.train_data = parallel.put_replicated(self.train_tokens, self.mesh)
     self.val_windows = eval_windows(self.val_tokens, seq_len)  # (N, T + 1)
     # make_evaluate batches, pads and shards examples with integer labels;

@@ -9,6 +9,7 @@ and each batch's windows are sliced on the device inside the jitted chunk.
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +112,7 @@ def make_lm_chunk(
     batch_size: int,
     batch_sharding: jax.sharding.Sharding | None = None,
     nan_policy: str = "halt",
+    state_sharding: Any = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
   """Builds ``chunk(state, tokens, n)``: ``n`` steps on windows of ``tokens``.
 
@@ -131,6 +133,8 @@ def make_lm_chunk(
     batch_size: B, the global batch.
     batch_sharding: how each batch of windows is laid out over the devices.
     nan_policy: ``train.nan_policy`` (see ``jaxdl.train.chunk.make_chunk``).
+    state_sharding: the state's layout, held through the chunk (see
+      ``jaxdl.train.chunk.make_chunk``); None: replicated.
 
   Returns:
     ``chunk(state, tokens, n) -> (state, mean metrics)``, jit-ready, with
@@ -159,7 +163,7 @@ def make_lm_chunk(
     inner = make_train_chunk(
         lambda s, b: window_step(s, {"tokens": tokens, "window": b["window"]}),
         num_examples=num_windows, batch_size=batch_size, batch_sharding=batch_sharding,
-        nan_policy=nan_policy)
+        nan_policy=nan_policy, state_sharding=state_sharding)
     return inner(state, {"window": jnp.arange(num_windows, dtype=jnp.int32)}, n)
 
   chunk.steps_per_epoch = steps_per_epoch

@@ -12,6 +12,7 @@ import ml_collections
 
 from jaxdl import configs
 from jaxdl.loops.supervised.step import REGRESSION_LOSSES
+from jaxdl.train import sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -78,6 +79,7 @@ NORMALIZATIONS = ("", "sequence", "feature")
 def validate(config: ml_collections.ConfigDict) -> None:
   """One-line errors for keys this loop does not read and values no run can use."""
   configs.check_keys(config, default_config(), open_sections=("model",))
+  sharding.check_sharding(config)
   t = config.train
   validate_schedule(config, ("steps", "batch_size", "eval_batch_size", "log_every"))
   if not 0 <= t.label_smoothing < 1:

@@ -21,6 +21,7 @@ from jaxdl import optim as optim_lib
 from jaxdl.loops.supervised.config import validate
 from jaxdl.loops.supervised.step import LossFn, Regression, eval_step, train_step
 from jaxdl.train import memory, parallel
+from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.chunk import make_train_chunk
 from jaxdl.train.evaluate import make_evaluate
@@ -50,7 +51,7 @@ def make_model(model_config: ml_collections.ConfigDict, num_classes: int, *, voc
 
 def build_model_state(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, mesh,
                       tx) -> tuple:
-  """The config's model for ``dataset`` and its initial state, replicated over ``mesh``.
+  """The config's model for ``dataset`` and its initial state, laid out over ``mesh`` as ``train.sharding`` says.
 
   A model that cannot take the data's inputs is a one-line error.
   """
@@ -67,14 +68,17 @@ def build_model_state(config: ml_collections.ConfigDict, dataset: data_lib.Datas
     raise JaxdlError(
         f"model '{config.model.name}' cannot take data '{dataset.name}' with inputs of shape "
         f"{dataset.input_shape}: {first}") from e
-  return model, parallel.put_replicated(state, mesh)
+  if config.train.sharding == "replicated":
+    return model, parallel.put_replicated(state, mesh)
+  return model, sharding_lib.place(state, sharding_lib.state_shardings(state, mesh, config.train.sharding))
 
 
-def restore_init(config: ml_collections.ConfigDict, state: TrainState, mesh) -> tuple[TrainState, dict]:
+def restore_init(config: ml_collections.ConfigDict, state: TrainState, mesh,
+                 shardings=None) -> tuple[TrainState, dict]:
   """``init.*``: ``state`` with the chosen parameters (and their BatchNorm statistics) of another run.
 
   Returns:
-    (the state, replicated over ``mesh``; what ``metrics.json`` records of
+    (the state, replicated over ``mesh`` or placed with ``shardings``; what ``metrics.json`` records of
     the source: ``init_from`` and ``init_restored``, or {} without ``init.workdir``).
 
   Raises:
@@ -105,7 +109,8 @@ def restore_init(config: ml_collections.ConfigDict, state: TrainState, mesh) -> 
   except JaxdlError as e:
     raise JaxdlError(f"init.workdir={source}: {e} (leave parameters out with init.exclude)") from None
   console(f"jaxdl: init: {len(restored)} of {len(paths)} parameter arrays from {directory}")
-  state = parallel.put_replicated(host.replace(params=params, batch_stats=batch_stats), mesh)
+  host = host.replace(params=params, batch_stats=batch_stats)
+  state = parallel.put_replicated(host, mesh) if shardings is None else sharding_lib.place(host, shardings)
   return state, {"init_from": str(source.absolute()), "init_restored": len(restored)}
 
 
@@ -165,7 +170,9 @@ class SupervisedTask(TaskBase):
     parallel.check_divisible(t.batch_size, self.mesh)
     tx, self.schedule = optimizer_or(tx, config.optim, t.steps)
     self.model, self.state = build_model_state(config, ds, self.mesh, tx)
-    self.state, self.init_record = restore_init(config, self.state, self.mesh)
+    if t.sharding != "replicated":
+      self.state_shardings = sharding_lib.state_shardings(self.state, self.mesh, t.sharding)
+    self.state, self.init_record = restore_init(config, self.state, self.mesh, self.state_shardings)
     self.scaling = fit_scaling(config, ds)
     self.regression = None
     if ds.task == "regression":
@@ -190,9 +197,10 @@ class SupervisedTask(TaskBase):
         log_layer_stats=t.log_layer_stats, regression=self.regression)
     chunk = make_train_chunk(
         self.train_step, num_examples=ds.num_train, batch_size=t.batch_size,
-        batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy)
+        batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy,
+        state_sharding=self.state_shardings)
     self.steps_per_epoch = chunk.steps_per_epoch
-    self.chunk = jax.jit(chunk, donate_argnums=(0,))
+    self.chunk = jax.jit(chunk, donate_argnums=(0,), **sharding_lib.jit_out(self.state_shardings, self.mesh))
     x_train, y_train, x_test, y_test = self.arrays()
     train_data = {"x": x_train, "y": y_train, **lengths}
     if ds.steps > LONG_SEQUENCE:  # before the data goes onto the devices
