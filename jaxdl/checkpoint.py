@@ -304,15 +304,21 @@ class Checkpointer:
     return unflatten_into(target_state, flat)
 
   def quarantine(self, step: int, reason: str) -> pathlib.Path:
-    """Moves a damaged checkpoint aside (never deletes it); returns where."""
+    """Moves a damaged checkpoint aside (never deletes it); returns where.
+
+    On several processes, every one finds the same damage (they read the
+    same files) and skips the step, but only process 0 moves it: two moves
+    of one directory would race.
+    """
     self.damaged_directory.mkdir(parents=True, exist_ok=True)
     dest = self.damaged_directory / str(step)
     n = 1
     while dest.exists():
       dest = self.damaged_directory / f"{step}.{n}"
       n += 1
-    shutil.move(str(self._step_dir(step)), dest)
-    (dest.parent / f"{dest.name}.reason.txt").write_text(reason + "\n")
+    if jax.process_index() == 0:
+      shutil.move(str(self._step_dir(step)), dest)
+      (dest.parent / f"{dest.name}.reason.txt").write_text(reason + "\n")
     if self._manager is not None:  # its cached step list is stale now
       self._manager.close()
       self._manager = None

@@ -390,3 +390,18 @@ def test_sigterm_or_sigint_saves_first_and_the_same_command_resumes_exactly(tmp_
   assert done.returncode == 0, done.stderr
   assert f"jaxdl: resuming from step {at}" in done.stdout
   same_result(workdir, reference)
+
+
+def test_only_process_0_moves_a_damaged_checkpoint_and_every_process_falls_back(tmp_path, monkeypatch):
+  ckpt = checkpoint.Checkpointer(tmp_path / "c", async_save=False)
+  for step in (1, 2):
+    ckpt.save(step, {"w": np.full(4, step, np.float32)})
+  ckpt.close()
+  (tmp_path / "c" / "2" / "state" / "manifest.ocdbt").unlink()
+  monkeypatch.setattr(jax, "process_index", lambda: 1)  # another process of the job: it must not move it
+  restored, at = checkpoint.Checkpointer(tmp_path / "c", log=lambda _: None).restore_latest({"w": np.zeros(4, np.float32)})
+  assert at == 1 and restored["w"][0] == 1
+  assert (tmp_path / "c" / "2").is_dir() and not (tmp_path / "c_damaged" / "2").exists()
+  monkeypatch.setattr(jax, "process_index", lambda: 0)
+  _, at = checkpoint.Checkpointer(tmp_path / "c", log=lambda _: None).restore_latest({"w": np.zeros(4, np.float32)})
+  assert at == 1 and (tmp_path / "c_damaged" / "2").is_dir() and not (tmp_path / "c" / "2").exists()

@@ -53,11 +53,16 @@ def multi(tmp_path_factory, repo_root):
 
 def test_two_processes_match_one_process_with_as_many_devices(multi, tmp_path, repo_root):
   workdir, results = multi
-  single = subprocess.run(CMD + ["--workdir", str(tmp_path / "single"), *ARGS], cwd=repo_root,
+  # Several processes shard the training set (data.placement=''): each places only its rows, and the
+  # batches depend on the 4 shards, not on the 2 processes they sit in.
+  single = subprocess.run(CMD + ["--workdir", str(tmp_path / "single"), *ARGS, "--set", "data.placement=sharded"],
+                          cwd=repo_root,
                           env={**BASE, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
                           capture_output=True, text=True, timeout=300)
   assert single.returncode == 0, single.stderr[-2000:]
   assert "4 cpu device(s)" in results[0][1]
+  assert "training set sharded (359 rows per device, 1 dropped)" in results[0][1]  # 1437 digits over 4 devices
+  assert "training set sharded (359 rows per device, 1 dropped)" in single.stdout
   assert "jaxdl" not in results[1][1] and "device(s)" not in results[1][1]  # process 0 alone logs
   a = json.loads((tmp_path / "single" / "metrics.json").read_text())
   b = json.loads((workdir / "metrics.json").read_text())
@@ -81,6 +86,9 @@ def test_killing_every_process_and_rerunning_resumes_bit_exactly(multi, tmp_path
   assert b["resumed_from_step"] in (10, 20)  # 20 may not have landed: its async save was cut short
   assert b["params_sha256"] == a["params_sha256"]
   assert b["test_loss"] == a["test_loss"]
+  steps = [[json.loads(line)["step"] for line in (w / "metrics.jsonl").read_text().splitlines()]
+           for w in (reference, workdir)]
+  assert steps[1] == steps[0] == sorted(set(steps[0])) and 30 in steps[0]  # each once (process 0), across the kill
 
 
 JOIN_VARIABLES = ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "JAX_COORDINATOR_ADDRESS")

@@ -11,7 +11,7 @@
 """
 
 from jaxdl.train import losses, parallel
-from jaxdl.train.chunk import epoch_batches, fresh_batches, make_chunk, make_train_chunk
+from jaxdl.train.chunk import epoch_batches, fresh_batches, make_chunk, make_train_chunk, sharded_epoch_batches
 from jaxdl.train.evaluate import make_evaluate
 from jaxdl.train.fit import Fitted, Task, TaskBase, fit
 from jaxdl.train.loop import Diverged, run
@@ -23,5 +23,5 @@ __all__ = [
     "Diverged", "Fitted", "MetricWriter", "Task", "TaskBase", "TrainState", "create_train_state",
     "epoch_batches", "figure", "fit", "fresh_batches", "losses", "make_chunk", "make_evaluate",
     "make_train_chunk", "parallel", "plot_attention_maps", "plot_gradient_norms", "plot_learning_curves",
-    "run", "StepUnit", "step_keys", "write_json",
+    "run", "sharded_epoch_batches", "StepUnit", "step_keys", "write_json",
 ]

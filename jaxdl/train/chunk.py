@@ -5,6 +5,9 @@ a *batch source*, which says where step t's batch comes from:
 
 - :func:`epoch_batches`: a fresh permutation of a device-resident training
   set each epoch (the supervised loop; the language model's windows);
+- :func:`sharded_epoch_batches`: the same for a set sharded on its rows over
+  the devices, each device drawing its part of the batch from its own rows
+  (the supervised loop under ``data.placement=sharded``);
 - :func:`fresh_batches`: a new draw each step from ``fold_in(data_root, t)``,
   with no epochs to finish (a GAN's real samples);
 - :func:`no_batches`: nothing, for a step that makes its own data (self-play).
@@ -19,7 +22,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
+from jaxdl.train.parallel import DATA_AXIS
 from jaxdl.train.state import step_keys
 from jaxdl.utils.errors import JaxdlError
 
@@ -196,6 +201,62 @@ def epoch_batches(*, num_examples: int, batch_size: int,
   return source
 
 
+def sharded_epoch_batches(*, rows_per_shard: int, batch_size: int, mesh: jax.sharding.Mesh) -> BatchSource:
+  """Batches of a set ``data`` sharded on its rows over ``mesh``'s ``data`` axis, epoch by epoch.
+
+  Shard d (the device at position d of the axis) holds ``rows_per_shard``
+  rows and gives ``batch_size / devices`` of each batch, in the order of a
+  permutation of its own rows from ``fold_in(fold_in(data_root, epoch), d)``:
+  rows never leave their device (a ``shard_map``, no gather across devices),
+  and each epoch visits every row once, less each shard's last
+  ``rows_per_shard % (batch_size / devices)``. The order depends on the
+  number of shards, not on how they are spread over processes: one process
+  of 4 devices and two of 2 draw the same batches. It differs from
+  :func:`epoch_batches`'s single global permutation.
+
+  Args:
+    rows_per_shard: the rows each device holds (``data``'s leaves are
+      ``(rows_per_shard * devices, ...)``, sharded on their leading axis).
+    batch_size: B, the global batch, a multiple of the device count.
+    mesh: the 1-D mesh ``data`` is sharded over.
+  """
+  shards = mesh.devices.size
+  local_batch = batch_size // shards
+  if local_batch > rows_per_shard:
+    raise JaxdlError(f"train.batch_size={batch_size} needs {local_batch} rows on each of the {shards} devices, "
+                     f"but the sharded training set holds {rows_per_shard} per device")
+  steps_per_epoch = rows_per_shard // local_batch
+  sharded, whole = P(DATA_AXIS), P()
+
+  def local_orders(data_root, first_epoch):  # on one shard: its permutations of two epochs, (2 * rows,)
+    shard = jax.lax.axis_index(DATA_AXIS)
+    return jnp.concatenate([
+        jax.random.permutation(jax.random.fold_in(jax.random.fold_in(data_root, e), shard), rows_per_shard)
+        for e in (first_epoch, first_epoch + 1)])
+
+  def local_batch_of(orders, step, first_epoch, data):  # on one shard: its (B / devices, ...) rows
+    start = (step % steps_per_epoch) * local_batch + jnp.where(step // steps_per_epoch == first_epoch, 0,
+                                                               rows_per_shard)
+    idx = jax.lax.dynamic_slice(orders, (start,), (local_batch,))  # (B / devices,)
+    return {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
+
+  def source(state, data):
+    data_root, _ = step_keys(state.rng, state.step)
+    first_epoch = state.step // steps_per_epoch
+    # As in epoch_batches, a chunk spans at most two epochs: both orders once per chunk.
+    orders = jax.shard_map(local_orders, mesh=mesh, in_specs=(whole, whole), out_specs=sharded)(
+        data_root, first_epoch)
+
+    def draw(s):
+      return jax.shard_map(local_batch_of, mesh=mesh, in_specs=(sharded, whole, whole, sharded),
+                           out_specs=sharded)(orders, s.step, first_epoch, data)
+
+    return draw
+
+  source.steps_per_epoch = steps_per_epoch
+  return source
+
+
 def fresh_batches(draw_fn: Callable[[jax.Array, Any], Batch], *,
                   batch_sharding: jax.sharding.Sharding | None = None) -> BatchSource:
   """Step t's batch is ``draw_fn(fold_in(data_root, t), data)``: drawn anew each step.
@@ -230,14 +291,22 @@ def make_train_chunk(
     batch_sharding: jax.sharding.Sharding | None = None,
     nan_policy: str = "halt",
     state_sharding: Any = None,
+    sharded_over: jax.sharding.Mesh | None = None,
 ) -> Callable[[Any, Batch, jax.Array], tuple[Any, dict]]:
   """``make_chunk`` over :func:`epoch_batches`: ``chunk(state, data, n)`` with ``chunk.steps_per_epoch``.
 
   ``n`` may be at most ``chunk.steps_per_epoch``. See :func:`make_chunk` for
-  the NaN guard and the metrics.
+  the NaN guard and the metrics. With ``sharded_over``, ``data`` is sharded on
+  its rows over that mesh and :func:`sharded_epoch_batches` draws from it
+  (``num_examples`` is then the rows of all shards, a multiple of the device
+  count).
   """
-  source = epoch_batches(num_examples=num_examples, batch_size=batch_size,
-                         batch_sharding=batch_sharding)
+  if sharded_over is not None:
+    rows = num_examples // sharded_over.devices.size
+    source = sharded_epoch_batches(rows_per_shard=rows, batch_size=batch_size, mesh=sharded_over)
+  else:
+    source = epoch_batches(num_examples=num_examples, batch_size=batch_size,
+                           batch_sharding=batch_sharding)
   chunk = make_chunk(step_fn, source, nan_policy=nan_policy, state_sharding=state_sharding)
   chunk.steps_per_epoch = source.steps_per_epoch
   return chunk

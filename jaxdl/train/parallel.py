@@ -5,6 +5,12 @@ mesh's ``data`` axis; XLA inserts the gradient all-reduce (and the global
 BatchNorm statistics) itself. On several hosts, call
 ``jax.distributed.initialize()`` first: the mesh then spans every host's
 devices and arrays are assembled from process-local data.
+
+A training set is placed one of two ways (``data.placement``): replicated,
+a whole copy on every device, or sharded, its rows split over the ``data``
+axis so that each device holds only ``N // devices`` of them and each
+process builds its part from its own rows (:func:`process_rows`,
+:func:`put_process_rows`, ``jax.make_array_from_process_local_data``).
 """
 
 import os
@@ -65,6 +71,84 @@ def put(tree, shardings):
 def put_replicated(tree, mesh: Mesh):
   """Copies a host pytree (identical on every host) onto every device."""
   return put(tree, replicated(mesh))
+
+
+# data.placement: '' shards the training set on several processes and
+# replicates it on one (today's data order there, bit for bit).
+PLACEMENTS = ("", "replicated", "sharded")
+
+
+def check_placement(placement: str, key: str = "data.placement") -> None:
+  """A one-line error for a value not in :data:`PLACEMENTS` (touches no device: safe before joining a job)."""
+  if placement not in PLACEMENTS:
+    raise JaxdlError(f"{key}='{placement}' must be 'replicated', 'sharded' or '' (sharded on several "
+                     f"processes, replicated on one)")
+
+
+def data_placement(placement: str, key: str = "data.placement") -> str:
+  """``'replicated'`` or ``'sharded'``: ``placement`` itself, or for ``''`` what the process count calls for.
+
+  Call it after ``maybe_initialize_distributed``: it asks JAX for the process count.
+  """
+  check_placement(placement, key)
+  return placement or ("sharded" if jax.process_count() > 1 else "replicated")
+
+
+def rows_per_shard(num_rows: int, mesh: Mesh) -> int:
+  """How many rows of a set of ``num_rows`` each device holds when sharded: the last ``num_rows % devices`` are dropped."""
+  return num_rows // mesh.devices.size
+
+
+def process_rows(num_rows: int, mesh: Mesh) -> list[slice]:
+  """The rows of a ``(num_rows, ...)`` set that this process holds when it is sharded over ``mesh``.
+
+  A loader that reads only these rows (as slices, in order) hands them to
+  :func:`put_process_rows`. One slice where the process's devices are
+  neighbours on the mesh (``make_mesh``'s order on CPU and GPU), more
+  otherwise. The rows past ``rows_per_shard * devices`` belong to no one.
+  """
+  kept = rows_per_shard(num_rows, mesh) * mesh.devices.size
+  index_map = batch_sharded(mesh).addressable_devices_indices_map((kept,))
+  spans = sorted(index[0].indices(kept)[:2] for index in index_map.values())
+  merged = []
+  for start, stop in spans:
+    if merged and merged[-1][1] == start:
+      merged[-1] = (merged[-1][0], stop)
+    else:
+      merged.append((start, stop))
+  return [slice(start, stop) for start, stop in merged]
+
+
+def take_process_rows(tree, mesh: Mesh):
+  """This process's rows (:func:`process_rows`) of a host pytree of ``(N, ...)`` arrays that holds them all."""
+  def one(x):
+    x = np.asarray(x)
+    return np.concatenate([x[s] for s in process_rows(len(x), mesh)])
+  return jax.tree_util.tree_map(one, tree)
+
+
+def put_process_rows(local_tree, mesh: Mesh, num_rows: int):
+  """Places each process's rows as one global array per leaf, ``(num_rows, ...)`` sharded on rows over ``data``.
+
+  Each process passes only its own rows (:func:`process_rows`,
+  concatenated); ``jax.make_array_from_process_local_data`` puts each
+  device's part on it, so no device or process holds another's rows.
+
+  Args:
+    local_tree: this process's rows, a pytree of ``(rows, ...)`` host arrays.
+    mesh: the 1-D mesh.
+    num_rows: the global row count, a multiple of the device count
+      (``rows_per_shard * devices``).
+  """
+  if num_rows % mesh.devices.size:
+    raise ValueError(f"{num_rows} rows cannot be split evenly over {mesh.devices.size} devices")
+  sharding = batch_sharded(mesh)
+
+  def one(x):
+    x = np.asarray(x)
+    return jax.make_array_from_process_local_data(sharding, x, (num_rows, *x.shape[1:]))
+
+  return jax.tree_util.tree_map(one, local_tree)
 
 
 def maybe_initialize_distributed(enabled: bool, timeout_s: int = 300) -> None:

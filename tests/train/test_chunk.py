@@ -101,3 +101,40 @@ def test_each_epoch_visits_every_example_once_and_orders_differ():
   for length in (6, 6, 6):
     other, _ = chunk(other, data, np.int32(length))
   np.testing.assert_array_equal(other.seen, state.seen)
+
+
+def test_sharded_batches_come_from_each_devices_own_rows_and_visit_each_once_per_epoch():
+  mesh = train.parallel.make_mesh()
+  shards, rows, b = mesh.devices.size, 7, 2 * mesh.devices.size  # 3 steps per epoch, 1 row per shard dropped
+  n = shards * rows
+  data = train.parallel.put_process_rows({"y": np.arange(n, dtype=np.int32)}, mesh, n)
+  assert [s.data.shape for s in data["y"].addressable_shards] == [(rows,)] * shards
+
+  def count_step(state, batch):
+    seen = state.seen.at[state.step // 3, batch["y"]].add(1)
+    return state.replace(step=state.step + 1, seen=seen), {"first": batch["y"][0].astype(jnp.float32)}
+
+  chunk = jax.jit(train.make_train_chunk(count_step, num_examples=n, batch_size=b, sharded_over=mesh))
+  assert chunk.steps_per_epoch == 3
+
+  def run(lengths):
+    state = CountingState(step=jnp.int32(0), rng=jax.random.PRNGKey(0), seen=jnp.zeros((3, n), jnp.int32))
+    for length in lengths:
+      state, _ = chunk(state, data, np.int32(length))
+    return np.asarray(state.seen)
+
+  seen = run((2, 3, 3, 1))
+  for epoch in range(3):
+    assert seen[epoch].max() == 1 and seen[epoch].sum() == b * 3
+    per_shard = seen[epoch].reshape(shards, rows).sum(axis=1)  # rows of shard d are [d * rows, (d + 1) * rows)
+    np.testing.assert_array_equal(per_shard, b // shards * 3)
+  assert not np.array_equal(seen[0], seen[1])
+  np.testing.assert_array_equal(run((3, 3, 3)), seen)  # the order depends only on the step
+
+  # Step 0's batch: each device's part is drawn from its own rows only.
+  draw = train.sharded_epoch_batches(rows_per_shard=rows, batch_size=b, mesh=mesh)
+  state = CountingState(step=jnp.int32(0), rng=jax.random.PRNGKey(0), seen=jnp.zeros((3, n), jnp.int32))
+  batch = jax.jit(lambda s, d: draw(s, d)(s))(state, data)
+  for shard in batch["y"].addressable_shards:
+    d = shard.index[0].start // (b // shards)
+    assert np.all(np.asarray(shard.data) // rows == d), (d, shard.data)

@@ -12,7 +12,7 @@ import ml_collections
 
 from jaxdl import configs
 from jaxdl.loops.supervised.step import REGRESSION_LOSSES
-from jaxdl.train import sharding
+from jaxdl.train import parallel, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -51,6 +51,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.max_length = 0  # sequences: crop or zero-pad every example to this many steps; 0: as stored
   config.data.normalize = ""  # 'sequence': each sequence's features to mean 0, std 1 over its steps; '': as loaded
   # ('feature': each feature (x - mean) / std with the training split's statistics, for tables)
+  # Where the training set lives: 'replicated' (a whole copy on every device), 'sharded' (its rows split
+  # over the devices, each process placing only its own; the last N % devices rows dropped; another
+  # batch order), or '': sharded on several processes, replicated on one.
+  config.data.placement = ""
 
   config.augment = ml_collections.ConfigDict()
   config.augment.shift = 0
@@ -88,6 +92,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.normalize not in NORMALIZATIONS:
     raise JaxdlError(f"data.normalize='{config.data.normalize}' must be one of "
                      f"{', '.join(repr(n) for n in NORMALIZATIONS)}")
+  parallel.check_placement(config.data.placement)
   a = config.augment
   if a.shift < 0 or a.noise < 0 or a.mixup < 0 or not 0 <= a.scale < 1:
     raise JaxdlError("augment.shift, noise and mixup must be >= 0 and augment.scale in [0, 1)")

@@ -195,19 +195,29 @@ class SupervisedTask(TaskBase):
         train_step, num_classes=ds.num_classes, augment=augment,
         label_smoothing=t.label_smoothing, schedule=self.schedule, loss_fn=loss_fn,
         log_layer_stats=t.log_layer_stats, regression=self.regression)
+    # Sharded: every device holds rows_per_shard rows (the last num_train % devices are dropped).
+    self.placement = parallel.data_placement(config.data.placement)
+    sharded = self.placement == "sharded"
+    self.train_rows = (parallel.rows_per_shard(ds.num_train, self.mesh) * self.mesh.devices.size if sharded
+                       else ds.num_train)
     chunk = make_train_chunk(
-        self.train_step, num_examples=ds.num_train, batch_size=t.batch_size,
+        self.train_step, num_examples=self.train_rows, batch_size=t.batch_size,
         batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy,
-        state_sharding=self.state_shardings)
+        sharded_over=self.mesh if sharded else None, state_sharding=self.state_shardings)
     self.steps_per_epoch = chunk.steps_per_epoch
     self.chunk = jax.jit(chunk, donate_argnums=(0,), **sharding_lib.jit_out(self.state_shardings, self.mesh))
     x_train, y_train, x_test, y_test = self.arrays()
     train_data = {"x": x_train, "y": y_train, **lengths}
+    layout = parallel.batch_sharded(self.mesh) if sharded else parallel.replicated(self.mesh)
     if ds.steps > LONG_SEQUENCE:  # before the data goes onto the devices
-      specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parallel.replicated(self.mesh))
+      specs = {k: jax.ShapeDtypeStruct((self.train_rows, *v.shape[1:]), v.dtype, sharding=layout)
                for k, v in train_data.items()}
       self._check_fits(self.chunk.lower(self.state, specs, np.int32(1)), "training", "train.batch_size")
-    self.train_data = parallel.put_replicated(train_data, self.mesh)
+    if sharded:  # this process keeps and places only its own rows
+      self.train_data = parallel.put_process_rows(parallel.take_process_rows(train_data, self.mesh), self.mesh,
+                                                  self.train_rows)
+    else:
+      self.train_data = parallel.put_replicated(train_data, self.mesh)
     self.evaluate = make_evaluate(
         functools.partial(eval_step, loss_fn=loss_fn, regression=self.regression), x_test, y_test,
         mesh=self.mesh, batch_size=t.eval_batch_size,
@@ -252,7 +262,14 @@ class SupervisedTask(TaskBase):
     return (f"jaxdl: {self.config.model.name} ({param_count(state.params):,} params) on {ds.name} "
             f"({ds.num_train} train / {ds.num_test} test, inputs {ds.input_shape}, "
             f"{_outputs(ds)}), {self.mesh.devices.size} {jax.default_backend()} device(s), "
-            f"{t.steps} steps of batch {t.batch_size}")
+            f"{t.steps} steps of batch {t.batch_size}{self._placement_note()}")
+
+  def _placement_note(self) -> str:
+    """What the headline says of a sharded training set: rows per device, and the rows dropped."""
+    if self.placement != "sharded":
+      return ""
+    per, dropped = self.train_rows // self.mesh.devices.size, self.dataset.num_train - self.train_rows
+    return f", training set sharded ({per} rows per device{f', {dropped} dropped' if dropped else ''})"
 
 
 # Kept for code written against the earlier name.
