@@ -1,7 +1,5 @@
 """Every notebook in notebooks/ runs top to bottom on a shortened config."""
 
-import os
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -13,10 +11,6 @@ NOTEBOOKS = sorted(p.name for p in (__import__("pathlib").Path(__file__).parent.
 def test_notebook_executes(repo_root, name, monkeypatch):
   monkeypatch.setenv("JAXDL_NOTEBOOK_QUICK", "1")
   monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its inline backend
-  # The kernel sees one CPU device, as a notebook on a laptop does (the suite's
-  # other tests see eight): 8 device threads per kernel beside the other
-  # xdist worker only slow it down.
-  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", "").replace("device_count=8", "device_count=1"))
   nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
   NotebookClient(nb, timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": str(repo_root / "notebooks")}}).execute()
