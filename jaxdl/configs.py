@@ -49,6 +49,8 @@ def train_section() -> ml_collections.ConfigDict:
   train.nan_policy = "halt"  # or "skip": drop non-finite updates and go on
   train.sharding = "replicated"  # or "fsdp": params and optimizer state split over the devices (jaxdl.train.sharding)
   train.compile_cache = True  # JAX's persistent compilation cache in $JAXDL_CACHE_DIR/xla (jaxdl.train.compile)
+  train.dtype = "float32"  # or "bfloat16": the model computes in it; params, optimizer and loss stay float32
+  train.accumulate_steps = 1  # k > 1: each step averages the gradients of k micro-batches of batch_size / k
   return train
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jax
+import numpy as np
 import ml_collections
 import optax
 
@@ -28,7 +29,8 @@ from jaxdl import optim as optim_lib
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.configs import to_dict
 from jaxdl.train import compile as compile_lib
-from jaxdl.train import parallel
+from jaxdl.train import cost as cost_lib
+from jaxdl.train import parallel, precision
 from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.loop import Diverged, run
@@ -118,6 +120,17 @@ class TaskBase:
 
   def on_checkpoint(self, step: int, state: Any, directory: pathlib.Path) -> None:
     del step, state, directory
+
+  def chunk_program(self, state: Any) -> tuple[Any, tuple] | None:
+    """``(jitted chunk, its arguments)`` as ``run_chunk`` calls it on ``state``, for the step's cost.
+
+    The default finds ``self.chunk(state, self.train_data, n)``; a loop whose
+    chunk takes other data overrides it, and None leaves the cost unreported.
+    """
+    chunk, data = getattr(self, "chunk", None), getattr(self, "train_data", None)
+    if not hasattr(chunk, "trace") or data is None:
+      return None
+    return chunk, (state, data, np.int32(1))
 
   def place_restored(self, host_state: Any, checkpoint_dir: pathlib.Path) -> Any:
     del checkpoint_dir
@@ -234,6 +247,8 @@ class Fitted:
     compiles: ``jaxdl.train.compile.CompileClock.record()`` of the
       programs built (or loaded from the persistent cache) while the task
       was built and fitted; set by :func:`build_and_fit`.
+    cost: ``flops_per_step``, ``peak_bytes`` and on a GPU ``mfu``
+      (``jaxdl.train.cost``), where the task's chunk is known.
   """
 
   state: Any
@@ -246,6 +261,7 @@ class Fitted:
   finished: dict | None = None
   best: tuple[int, float] | None = None
   compiles: dict = dataclasses.field(default_factory=dict)
+  cost: dict = dataclasses.field(default_factory=dict)
 
   def last(self, key: str) -> dict:
     """The newest ``metrics.jsonl`` record that has ``key`` ({} if none)."""
@@ -281,6 +297,7 @@ class Fitted:
         "train_seconds": self.summary["wall_seconds"],
         "first_chunk_seconds": self.summary["first_chunk_seconds"],
         **self.compiles,
+        **self.cost,
         "steps_per_second": self.summary.get("steps_per_second", 0.0),
         "checkpoint_saves": self.checkpoint_saves,
         "checkpoint_seconds": self.checkpoint_seconds,  # time training waited on checkpoints
@@ -351,6 +368,7 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
   if jax.process_index() == 0:
     write_atomic(workdir / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
   console(task.headline(state))
+  cost = _step_cost(task, state)
   total_steps, every = task.total_steps, c.every_steps
 
   saved = []
@@ -392,9 +410,25 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
   finally:
     writer.close()
   ckpt.close()
+  if cost:
+    devices = jax.devices()
+    utilisation = cost_lib.mfu(cost["flops_per_step"], summary.get("steps_per_second", 0.0), task.mesh.devices.size,
+                               cost_lib.peak_flops(devices[0], precision.compute_dtype(config)))
+    if utilisation is not None:
+      cost["mfu"] = utilisation
   return Fitted(state=state, summary=summary, history=writer.history, start=start,
                 checkpoint_saves=ckpt.saves, checkpoint_seconds=ckpt.blocking_seconds, seed=t.seed,
-                best=ckpt.best())
+                best=ckpt.best(), cost=cost)
+
+
+def _step_cost(task: Task, state: Any) -> dict[str, float]:
+  """The step's ``flops_per_step`` and ``peak_bytes``, said once in the log; {} where the chunk is unknown."""
+  program = task.chunk_program(state) if hasattr(task, "chunk_program") else None
+  if program is None:
+    return {}
+  cost, _ = cost_lib.chunk_cost(program[0], *program[1])
+  console(f"jaxdl: {cost_lib.describe(cost, task.mesh.devices.size)}")
+  return cost
 
 
 def _already_finished(state: Any, step: int, workdir: pathlib.Path, seed: int) -> Fitted:

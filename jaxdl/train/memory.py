@@ -23,7 +23,12 @@ def program_bytes(lowered: jax.stages.Lowered) -> int | None:
   Arguments, outputs and temporaries, less the donated arguments whose
   buffers the outputs reuse.
   """
-  stats = lowered.compile().memory_analysis()
+  return compiled_bytes(lowered.compile())
+
+
+def compiled_bytes(compiled: jax.stages.Compiled) -> int | None:
+  """:func:`program_bytes` of a program already compiled."""
+  stats = compiled.memory_analysis()
   if stats is None:
     return None
   return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes

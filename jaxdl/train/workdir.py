@@ -34,7 +34,8 @@ HARMLESS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_ba
 # Keys added with a default that is not "off" but does what runs before them
 # did: a saved run that predates such a key resumes as before while the key
 # holds this value (see config_differences).
-EARLIER_DEFAULTS = {"train.task": "classification", "train.huber_delta": 1.0, "augment.num_masks": 1}
+EARLIER_DEFAULTS = {"train.task": "classification", "train.huber_delta": 1.0, "augment.num_masks": 1,
+                    "train.dtype": "float32", "train.accumulate_steps": 1}
 # The lock file of a live run; it is not part of the run (an empty workdir
 # holding only a stale lock is still empty).
 LOCK_FILE = ".lock"

@@ -17,7 +17,7 @@ from jaxdl import configs
 from jaxdl import optim as optim_lib
 from jaxdl.envs import boardgames
 from jaxdl.models.alphazero import PolicyValueNet
-from jaxdl.train import parallel, sharding
+from jaxdl.train import accumulate, parallel, precision, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -87,6 +87,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   """One-line errors naming the offending key, before anything is built or written."""
   configs.check_keys(c, default_config())
   sharding.check_sharding(c, supported=("replicated",))  # fsdp: the supervised and lm loops
+  precision.check_float32(c)  # bfloat16 and accumulation, likewise
+  accumulate.check_unsupported(c)
   boardgames.check_game(c.game.name, c.game.size)
   validate_schedule(c, ("steps", "batch_size", "log_every", "updates_per_iteration"))
   s = c.search

@@ -65,6 +65,9 @@ class AlphaZeroTask(TaskBase):
     self.eval_key = jax.random.fold_in(jax.random.PRNGKey(t.seed), 7)  # apart from the state's streams
     self.last_games: dict[str, dict] = {}  # opponent -> game 0 of the newest match, described
 
+  def chunk_program(self, state: AZState):
+    return self._chunk, (state, np.int32(1))
+
   def run_chunk(self, state: AZState, n) -> tuple[AZState, dict]:
     state, metrics = self._chunk(state, n)
     m = {k: float(v) for k, v in jax.device_get(metrics).items()}  # one transfer per chunk

@@ -9,7 +9,7 @@ import ml_collections
 
 from jaxdl import configs
 from jaxdl.data import toy2d
-from jaxdl.train import sharding
+from jaxdl.train import accumulate, precision, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -67,6 +67,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """One-line errors for keys this loop does not read and values no GAN run can use."""
   configs.check_keys(config, default_config())
   sharding.check_sharding(config, supported=("replicated",))  # fsdp: the supervised and lm loops
+  precision.check_float32(config)  # bfloat16 and accumulation, likewise
+  accumulate.check_unsupported(config)
   g = config.gan
   validate_schedule(config)
   if g.loss not in LOSSES:

@@ -126,6 +126,9 @@ class GANTask(TaskBase):
   def run_chunk(self, state: GANState, n) -> tuple[GANState, dict]:
     return self.chunk(state, self.data, n)
 
+  def chunk_program(self, state: GANState):
+    return self.chunk, (state, self.data, np.int32(1))
+
   def param_path(self, state: GANState, leaf: int) -> str:
     """Dotted path of leaf ``leaf`` of ``(g_params, d_params)``, as the chunk numbers them."""
     n_g = len(jax.tree_util.tree_leaves(state.g_params))

@@ -19,7 +19,7 @@ from typing import Any
 import ml_collections
 
 from jaxdl import configs
-from jaxdl.train import sharding
+from jaxdl.train import accumulate, precision, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -92,6 +92,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"train.steps to a number, not '{AUTO}' (metrics.json's derived train.steps)")
   positive = ("steps", "batch_size", "eval_batch_size", "log_every")
   validate_schedule(config, tuple(k for k in positive if not is_auto(config, f"train.{k}")))
+  precision.compute_dtype(config)
+  if not is_auto(config, "train.batch_size"):
+    accumulate.check_accumulate(config.train.accumulate_steps, config.train.batch_size, 1)
   if config.data.seq_len < 1:
     raise JaxdlError(f"data.seq_len={config.data.seq_len} must be >= 1")
   if not 0 < config.data.val_fraction < 1:

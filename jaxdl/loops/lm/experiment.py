@@ -31,7 +31,7 @@ from jaxdl.loops.lm import config as config_lib
 from jaxdl.loops.lm.config import validate
 from jaxdl.loops.lm.sampling import BEST_CHECKPOINTS, VOCAB_FILE, build_model, generate
 from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk, window_count
-from jaxdl.train import parallel
+from jaxdl.train import accumulate, parallel
 from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.evaluate import make_evaluate
@@ -95,7 +95,9 @@ class LMTask(TaskBase):
     else:
       self.state_shardings = sharding_lib.state_shardings(state, self.mesh, t.sharding)
       self.state = sharding_lib.place(state, self.state_shardings)
-    self.train_step = functools.partial(lm_train_step, schedule=self.schedule)
+    self.train_step = functools.partial(
+        lm_train_step, schedule=self.schedule,
+        accumulate_steps=accumulate.check_accumulate(t.accumulate_steps, t.batch_size, self.mesh.devices.size))
     chunk = make_lm_chunk(self.train_step, num_tokens=len(self.train_tokens), seq_len=seq_len,
                           batch_size=t.batch_size, batch_sharding=parallel.batch_sharded(self.mesh),
                           nan_policy=t.nan_policy, state_sharding=self.state_shardings)

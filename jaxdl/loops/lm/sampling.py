@@ -24,6 +24,7 @@ from jaxdl import models as models_lib
 from jaxdl.checkpoint import Checkpointer, restore_params
 from jaxdl.data import text as text_lib
 from jaxdl.loops.lm.config import with_values
+from jaxdl.train import precision
 from jaxdl.utils.errors import JaxdlError
 
 # Files a run leaves for `jaxdl sample` (the parameters are its checkpoints;
@@ -90,7 +91,7 @@ def generate(
 
 
 def _model_kwargs(config: ml_collections.ConfigDict, seq_len: int) -> dict[str, Any]:
-  kwargs = models_lib.options_from_config(config.model)
+  kwargs = models_lib.options_from_config(precision.model_section(config))  # train.dtype as model.dtype
   # A learned position table must cover the window; the preset need not
   # repeat data.seq_len for it.
   if "max_len" in models_lib.model_options(config.model.name) and "max_len" not in kwargs:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdl.train import accumulate
 from jaxdl.train.chunk import make_train_chunk
 from jaxdl.train.state import TrainState, step_keys
 from jaxdl.utils.errors import JaxdlError
@@ -35,6 +36,7 @@ def lm_train_step(
     batch: Batch,
     *,
     schedule: optax.Schedule | None = None,
+    accumulate_steps: int = 1,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on next-token prediction over ``{"x": (B, T), "y": (B, T)}``.
 
@@ -45,6 +47,8 @@ def lm_train_step(
     state: the current state (a model that maps tokens (B, T) to logits (B, T, V)).
     batch: input tokens and the tokens that follow each of them.
     schedule: if given, the learning rate is reported in the metrics.
+    accumulate_steps: k > 1 averages the gradients of k micro-batches of
+      B / k windows before the one update (``jaxdl.train.accumulate``).
 
   Returns:
     The next state and scalar metrics: ``loss`` (nats per token), ``bpc``
@@ -52,17 +56,18 @@ def lm_train_step(
     ``grad_norm`` (and ``learning_rate``).
   """
   _, key = step_keys(state.rng, state.step)
-  x, y = batch["x"], batch["y"]
 
-  def loss_fn(params):
-    logits = state.apply_fn(state.variables(params), x, train=True, rngs={"dropout": key})
-    return token_cross_entropy(logits, y).mean(), logits
+  def loss_fn(params, carry, part, key):  # on a (micro-)batch of windows
+    logits = state.apply_fn(state.variables(params), part["x"], train=True, rngs={"dropout": key})
+    correct = (jnp.argmax(logits, axis=-1) == part["y"]).astype(jnp.float32)  # (B, T)
+    return token_cross_entropy(logits, part["y"]).mean(), (carry, {"correct": correct}, {})
 
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (_, rows, _)), grads = accumulate.value_and_grad(loss_fn, accumulate_steps)(
+      state.params, (), {"x": batch["x"], "y": batch["y"]}, key)
   metrics = {
       "loss": loss,
       "bpc": loss / LN2,
-      "accuracy": (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32).mean(),
+      "accuracy": rows["correct"].mean(),
       "grad_norm": optax.tree.norm(grads),
   }
   if schedule is not None:

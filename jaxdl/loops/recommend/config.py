@@ -13,7 +13,7 @@ import ml_collections
 from jaxdl import configs
 from jaxdl.data.ratings import RATING_DATASETS, SPLITS
 from jaxdl.models.recsys import BLEND, recommender_defaults
-from jaxdl.train import sharding
+from jaxdl.train import accumulate, precision, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -76,6 +76,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """One-line errors for keys this loop does not read and values no run can use."""
   configs.check_keys(config, default_config(), open_sections=("model",))
   sharding.check_sharding(config, supported=("replicated",))  # fsdp: the supervised and lm loops
+  precision.check_float32(config)  # bfloat16 and accumulation, likewise
+  accumulate.check_unsupported(config)
   validate_schedule(config)
   d, r = config.data, config.ranking
   if d.name not in RATING_DATASETS:

@@ -9,7 +9,7 @@ built. ``train.eval_every=0`` evaluates only at the end.
 import ml_collections
 
 from jaxdl import configs
-from jaxdl.train import sharding
+from jaxdl.train import accumulate, precision, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -62,6 +62,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """One-line errors for keys this loop does not read and values no run can use."""
   configs.check_keys(config, default_config(), open_sections=("model",))
   sharding.check_sharding(config, supported=("replicated",))  # fsdp: the supervised and lm loops
+  precision.check_float32(config)  # bfloat16 and accumulation, likewise
+  accumulate.check_unsupported(config)
   validate_schedule(config)
   if config.train.batch_size < 2:
     raise JaxdlError(f"train.batch_size={config.train.batch_size} must be >= 2: NT-Xent contrasts each "

@@ -12,7 +12,7 @@ import ml_collections
 
 from jaxdl import configs
 from jaxdl.loops.supervised.step import REGRESSION_LOSSES
-from jaxdl.train import parallel, sharding
+from jaxdl.train import accumulate, parallel, precision, sharding
 from jaxdl.train.fit import validate_schedule
 from jaxdl.utils.errors import JaxdlError
 
@@ -86,6 +86,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   sharding.check_sharding(config)
   t = config.train
   validate_schedule(config, ("steps", "batch_size", "eval_batch_size", "log_every"))
+  precision.compute_dtype(config)
+  accumulate.check_accumulate(t.accumulate_steps, t.batch_size, 1)  # per device: when the mesh is known
   if not 0 <= t.label_smoothing < 1:
     raise JaxdlError(f"train.label_smoothing={t.label_smoothing} must be in [0, 1)")
   _check_task(config)

@@ -20,7 +20,7 @@ from jaxdl import models as models_lib
 from jaxdl import optim as optim_lib
 from jaxdl.loops.supervised.config import validate
 from jaxdl.loops.supervised.step import LossFn, Regression, eval_step, train_step
-from jaxdl.train import memory, parallel
+from jaxdl.train import accumulate, memory, parallel, precision
 from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.chunk import make_train_chunk
@@ -55,7 +55,7 @@ def build_model_state(config: ml_collections.ConfigDict, dataset: data_lib.Datas
 
   A model that cannot take the data's inputs is a one-line error.
   """
-  model = make_model(config.model, dataset.num_classes, vocab_size=dataset.vocab_size)
+  model = make_model(precision.model_section(config), dataset.num_classes, vocab_size=dataset.vocab_size)
   if dataset.lengths_train is not None and not models_lib.takes_lengths(model):
     raise JaxdlError(f"model '{config.model.name}' takes no lengths, and data '{dataset.name}' holds padded "
                      f"sequences of different lengths (lengths_train)")
@@ -194,7 +194,8 @@ class SupervisedTask(TaskBase):
     self.train_step = functools.partial(
         train_step, num_classes=ds.num_classes, augment=augment,
         label_smoothing=t.label_smoothing, schedule=self.schedule, loss_fn=loss_fn,
-        log_layer_stats=t.log_layer_stats, regression=self.regression)
+        log_layer_stats=t.log_layer_stats, regression=self.regression,
+        accumulate_steps=accumulate.check_accumulate(t.accumulate_steps, t.batch_size, self.mesh.devices.size))
     # Sharded: every device holds rows_per_shard rows (the last num_train % devices are dropped).
     self.placement = parallel.data_placement(config.data.placement)
     sharded = self.placement == "sharded"

@@ -22,6 +22,7 @@ import numpy as np
 from jaxdl import data as data_lib
 from jaxdl.checkpoint import Checkpointer, restore_params
 from jaxdl.loops.supervised.experiment import DATA_FILE, SCALING_FILE, make_model
+from jaxdl.train import precision
 from jaxdl.utils.errors import JaxdlError
 
 
@@ -112,7 +113,7 @@ def load_run(workdir: str | os.PathLike) -> Run:
   else:
     ds = data_lib.load_dataset(config.data.name, config.data.path or None, num_classes=config.data.num_classes)
     input_shape, num_classes, vocab_size = ds.input_shape, ds.num_classes, ds.vocab_size
-  model = make_model(config.model, num_classes, vocab_size=vocab_size)
+  model = make_model(precision.model_section(config), num_classes, vocab_size=vocab_size)  # as it trained
   shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
                           jnp.zeros((1, *input_shape), jnp.int32 if vocab_size else jnp.float32))
   variables = {}

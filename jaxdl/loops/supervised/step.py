@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from jaxdl import diagnostics
-from jaxdl.train import losses
+from jaxdl.train import accumulate, losses
 from jaxdl.train.state import TrainState, step_keys
 
 Batch = Mapping[str, jax.Array]
@@ -112,6 +112,7 @@ def train_step(
     loss_fn: LossFn | None = None,
     log_layer_stats: bool = False,
     regression: Regression | None = None,
+    accumulate_steps: int = 1,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a batch ``{"x": (B, ...), "y": (B,)}``.
 
@@ -134,6 +135,10 @@ def train_step(
     regression: makes it a regression: ``batch["y"]`` holds standardised
       targets (B, K), the loss is the regression's (unless ``loss_fn``),
       and ``rmse`` (in the targets' units) replaces accuracy.
+    accumulate_steps: k > 1 averages the gradients of k micro-batches of
+      B / k rows (``jaxdl.train.accumulate``: rows ``j::k``, one at a time
+      in a ``lax.scan``) before the one update; the metrics are over the
+      whole batch, the layer statistics averaged over the micro-batches.
 
   Returns:
     The next state and scalar metrics: loss, accuracy (a regression's
@@ -150,32 +155,37 @@ def train_step(
     x, targets = augment(augment_key, x, targets, **model_inputs(batch))
   has_stats = bool(state.batch_stats)
 
-  def objective(params):
+  def objective(params, batch_stats, part, dropout_key):  # on a (micro-)batch: its mean loss, and what it logs
+    variables = {"params": params, **({"batch_stats": batch_stats} if has_stats else {})}
     if log_layer_stats:  # the same forward pass, also returning each layer's output
       logits, captured, updates = diagnostics.apply_capturing(
-          state.apply_fn, state.variables(params), x, train=True, rngs={"dropout": dropout_key},
-          mutable=["batch_stats"] if has_stats else [], **model_inputs(batch))
+          state.apply_fn, variables, part["x"], train=True, rngs={"dropout": dropout_key},
+          mutable=["batch_stats"] if has_stats else [], **model_inputs(part))
     else:
       out = state.apply_fn(
-          state.variables(params), x, train=True, rngs={"dropout": dropout_key},
-          mutable=["batch_stats"] if has_stats else False, **model_inputs(batch))
+          variables, part["x"], train=True, rngs={"dropout": dropout_key},
+          mutable=["batch_stats"] if has_stats else False, **model_inputs(part))
       logits, updates = out if has_stats else (out, {})
       captured = None
-    loss = per_example_loss(logits, {"x": x, "y": labels, "targets": targets, **model_inputs(batch)}, loss_fn,
-                            regression)
-    return loss.mean(), (logits, updates, captured)
+    loss = per_example_loss(logits, part, loss_fn, regression)
+    if regression is None:
+      rows = {"correct": losses.accuracy(logits, part["y"])}
+    else:  # against the (augmented) targets trained on
+      rows = {"error": regression.errors(logits, part["targets"])}
+    stats = diagnostics.activation_stats(captured) if log_layer_stats else {}
+    return loss.mean(), (updates["batch_stats"] if has_stats else batch_stats, rows, stats)
 
-  (loss, (logits, updates, captured)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  new_state = state.apply_gradients(
-      grads=grads, batch_stats=updates["batch_stats"] if has_stats else state.batch_stats)
+  inputs = {"x": x, "y": labels, "targets": targets, **model_inputs(batch)}
+  (loss, (batch_stats, rows, stats)), grads = accumulate.value_and_grad(objective, accumulate_steps)(
+      state.params, state.batch_stats, inputs, dropout_key)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   if regression is None:
-    fit = {"accuracy": losses.accuracy(logits, labels).mean()}
-  else:  # against the (augmented) targets trained on
-    fit = {"rmse": jnp.sqrt(jnp.mean(jnp.square(regression.errors(logits, targets))))}
+    fit = {"accuracy": rows["correct"].mean()}
+  else:
+    fit = {"rmse": jnp.sqrt(jnp.mean(jnp.square(rows["error"])))}
   metrics = {"loss": loss, **fit, "grad_norm": optax.tree.norm(grads)}
   if log_layer_stats:
-    metrics.update(diagnostics.layer_metrics(diagnostics.layer_grad_norms(grads),
-                                             diagnostics.activation_stats(captured)))
+    metrics.update(diagnostics.layer_metrics(diagnostics.layer_grad_norms(grads), stats))
   if schedule is not None:
     metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
   return new_state, metrics
