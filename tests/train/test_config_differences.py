@@ -18,3 +18,10 @@ def test_a_changed_value_of_a_key_both_have_is_a_difference():
       ["train.seed"]  # log_layer_stats changes no parameter
   assert config_differences(saved, {"train": {"seed": 0, "log_layer_stats": False}, "init": {"workdir": "x"}}) == \
       ["init.workdir"]
+
+
+def test_a_run_from_before_mixed_precision_and_accumulation_resumes_at_their_defaults_only():
+  saved = {"train": {"seed": 0}}
+  assert config_differences(saved, {"train": {"seed": 0, "dtype": "float32", "accumulate_steps": 1}}) == []
+  assert config_differences(saved, {"train": {"seed": 0, "dtype": "bfloat16", "accumulate_steps": 4}}) == \
+      ["train.accumulate_steps", "train.dtype"]
