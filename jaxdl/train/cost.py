@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import numpy as np
 from jax.extend import core as jex_core
 
 from jaxdl.train import memory
@@ -90,15 +89,12 @@ def matmul_flops(jaxpr: jex_core.Jaxpr) -> float:
   return total
 
 
-def chunk_cost(jitted_chunk, *args) -> tuple[dict[str, float], Any]:
+def chunk_cost(jitted_chunk, *args) -> dict[str, float]:
   """``flops_per_step`` and ``peak_bytes`` of a jitted chunk called as ``jitted_chunk(*args)``.
 
   The chunk's length argument should be a traced ``np.int32``. The program
   compiled here is the one the call then runs (JAX keeps it), so the
   numbers cost a trace, not a compile.
-
-  Returns:
-    (the two numbers, the compiled program).
   """
   traced = jitted_chunk.trace(*args)
   compiled = traced.lower().compile()
@@ -106,7 +102,7 @@ def chunk_cost(jitted_chunk, *args) -> tuple[dict[str, float], Any]:
   peak = memory.compiled_bytes(compiled)
   if peak is not None:
     cost["peak_bytes"] = peak
-  return cost, compiled
+  return cost
 
 
 def peak_flops(device: jax.Device, dtype: str) -> float | None:
@@ -122,7 +118,7 @@ def peak_flops(device: jax.Device, dtype: str) -> float | None:
 
 def mfu(flops_per_step: float, steps_per_second: float, devices: int, peak: float | None) -> float | None:
   """Model FLOPs utilisation: the FLOP/s achieved over ``devices`` times the per-device ``peak``."""
-  if peak is None or not peak or steps_per_second <= 0:
+  if not peak or steps_per_second <= 0:
     return None
   return float(flops_per_step * steps_per_second / (devices * peak))
 
@@ -135,5 +131,5 @@ def describe(cost: Mapping[str, float], devices: int) -> str:
   text = f"one step: {flops / scale:.3g} {unit} (the matmuls and convolutions of forward and backward)"
   text += f" over {devices} device{'s' if devices > 1 else ''}"
   if "peak_bytes" in cost:
-    text += f", peak {np.float64(cost['peak_bytes']) / 2 ** 20:.1f} MiB per device (XLA's account)"
+    text += f", peak {cost['peak_bytes'] / 2 ** 20:.1f} MiB per device (XLA's account)"
   return text

@@ -411,9 +411,8 @@ def _fit_locked(task: Task, workdir: pathlib.Path, resuming: bool) -> Fitted:
     writer.close()
   ckpt.close()
   if cost:
-    devices = jax.devices()
     utilisation = cost_lib.mfu(cost["flops_per_step"], summary.get("steps_per_second", 0.0), task.mesh.devices.size,
-                               cost_lib.peak_flops(devices[0], precision.compute_dtype(config)))
+                               cost_lib.peak_flops(task.mesh.devices.flat[0], precision.compute_dtype(config)))
     if utilisation is not None:
       cost["mfu"] = utilisation
   return Fitted(state=state, summary=summary, history=writer.history, start=start,
@@ -426,7 +425,7 @@ def _step_cost(task: Task, state: Any) -> dict[str, float]:
   program = task.chunk_program(state) if hasattr(task, "chunk_program") else None
   if program is None:
     return {}
-  cost, _ = cost_lib.chunk_cost(program[0], *program[1])
+  cost = cost_lib.chunk_cost(program[0], *program[1])
   console(f"jaxdl: {cost_lib.describe(cost, task.mesh.devices.size)}")
   return cost
 

@@ -59,7 +59,7 @@ def test_a_tasks_chunk_cost_is_one_step_and_compiles_nothing_the_call_does_not_r
   monitoring.register_event_duration_secs_listener(
       lambda name, *_, **__: compiles.append(name) if name == "/jax/core/compile/backend_compile_duration" else None)
   jitted, args = task.chunk_program(task.state)
-  cost, _ = cost_lib.chunk_cost(jitted, *args)
+  cost = cost_lib.chunk_cost(jitted, *args)
   after_cost = len(compiles)
   batch = {"x": task.dataset.x_train[:64], "y": task.dataset.y_train[:64]}
   step_flops = cost_lib.matmul_flops(jax.make_jaxpr(task.train_step)(task.state, batch).jaxpr)
