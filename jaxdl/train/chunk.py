@@ -116,6 +116,9 @@ def make_chunk(
     plus the fault report above.
   """
   check_nan_policy(nan_policy)
+  # Jitted so that tracing it for the metrics' shapes below and again in the
+  # loop's body is one trace (JAX caches it), not two; XLA inlines the call.
+  step_fn = jax.jit(step_fn)
   guarded = guard(step_fn, nan_policy, params_of=params_of, watch=watch)
 
   def chunk(state, data, n):

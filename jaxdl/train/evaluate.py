@@ -51,10 +51,12 @@ def make_evaluate(
   batches = jax.tree_util.tree_map(
       lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i, a=a: a[i]), batches)
 
+  eval_step = jax.jit(state_eval_step)  # traced once for the shapes and the scan's body both
+
   @jax.jit
   def evaluate_all(state, batches):
     def weighted(batch):  # each mean times its count, so batches add up exactly
-      m = state_eval_step(state, batch)
+      m = eval_step(state, batch)
       return {k: v if k == "count" else v * m["count"] for k, v in m.items()}
 
     def body(totals, batch):

@@ -61,24 +61,31 @@ def init_variables(model: nn.Module, rng: jax.Array, *sample: Any) -> dict:
 
 
 def create_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, sample_x: jax.Array
+    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array | int, sample_x: jax.Array
 ) -> TrainState:
   """Initialises the model on ``sample_x`` and wraps everything in a TrainState.
 
   Args:
     model: a Flax module called as ``model(x, train=...)``.
     tx: the Optax optimizer.
-    rng: the run's root key; initialisation uses ``fold_in(rng, 0)`` and the
-      state keeps ``fold_in(rng, 1)`` as its root for steps and data order.
+    rng: the run's root key, or an int seed (``PRNGKey(seed)``); initialisation
+      uses ``fold_in(rng, 0)`` and the state keeps ``fold_in(rng, 1)`` as its
+      root for steps and data order. It all runs as one jitted program.
     sample_x: a batch of inputs (only its shape and dtype matter).
 
   Returns:
     The initial state, on the default device.
   """
-  init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
-  variables = init_variables(model, init_rng, sample_x)
-  params = variables["params"]
-  state = TrainState.create(
-      apply_fn=model.apply, params=params, tx=tx,
-      batch_stats=variables.get("batch_stats", {}), rng=run_rng, skipped=jnp.zeros((), jnp.int32))
-  return state.replace(step=jnp.zeros((), jnp.int32))  # an array leaf, like every other
+
+  def create(rng, sample_x):  # one program: every eager op here would be a program of its own to load
+    init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
+    variables = init_variables(model, init_rng, sample_x)
+    state = TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=tx,
+        batch_stats=variables.get("batch_stats", {}), rng=run_rng, skipped=jnp.zeros((), jnp.int32))
+    return state.replace(step=jnp.zeros((), jnp.int32))  # an array leaf, like every other
+
+  with threefry.straight_line():
+    if isinstance(rng, int):  # the seed's key made inside the program too
+      return jax.jit(lambda x: create(jax.random.PRNGKey(rng), x))(sample_x)
+    return jax.jit(create)(rng, sample_x)

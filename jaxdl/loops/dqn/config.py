@@ -225,6 +225,7 @@ def build(c: ml_collections.ConfigDict, num_actions: int) -> Setup:
                buffer_rows=max(c.buffer.size // num_envs, t.n_step), prioritization=prioritization)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))  # one program, not an eager op per line
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
   """(S, 2) one key per seed: ``fold_in(PRNGKey(seed), s)``, for both executors."""
   root = jax.random.PRNGKey(seed)

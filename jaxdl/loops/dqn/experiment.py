@@ -49,7 +49,8 @@ class DQNTask(TaskBase):
     self.select_best = config.eval.select == "best"
     self.validate_every = config.eval.validate_every or t.log_every
     self.last_returns = None  # (S, episodes) of the newest evaluation
-    self.n_params = param_count(jax.tree_util.tree_map(lambda x: x[0], self.state.seeds.learner.params))
+    self.n_params = param_count(jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                                                       self.state.seeds.learner.params))  # no device work
 
   def run_chunk(self, state: RunState, n) -> tuple[RunState, dict]:
     before = int(jax.device_get(state.step))

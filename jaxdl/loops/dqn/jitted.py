@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import struct
 
 from jaxdl import envs as envs_lib
@@ -40,6 +41,7 @@ class RunState:
   best: Any = struct.field(default_factory=dict)
 
 
+@jax.jit  # one program, not an eager op per leaf
 def init_best(seeds: agent_lib.Agent) -> dict[str, Any]:
   """No policy validated yet: ``params`` (a copy of the current ones), ``score`` (S,) -inf, ``step`` (S,) 0."""
   num_seeds = seeds.step.shape[0]
@@ -67,7 +69,7 @@ def keep_best(best: dict[str, Any], params: Any, score: jax.Array, step: jax.Arr
 def start_state(config: ml_collections.ConfigDict, seeds: agent_lib.Agent) -> RunState:
   """Iteration 0 of a run, with a best-policy record if ``eval.select='best'``."""
   best = init_best(seeds) if config.eval.select == "best" else {}
-  return RunState(step=jnp.zeros((), jnp.int32), seeds=seeds, best=best)
+  return RunState(step=jax.device_put(np.zeros((), np.int32)), seeds=seeds, best=best)  # a copy, not a program
 
 
 class JittedRunner:
@@ -179,9 +181,9 @@ class JittedRunner:
     """
     groups = self.config.train.seed_groups
     if groups <= 1:
-      return self._chunk(state, jnp.int32(n))
+      return self._chunk(state, np.int32(n))
     parts = self._split_groups(state)  # one compiled program, not one eager op per leaf and group
-    outs = list(self._pool.map(lambda part: jax.block_until_ready(self._chunk(part, jnp.int32(n))), parts))
+    outs = list(self._pool.map(lambda part: jax.block_until_ready(self._chunk(part, np.int32(n))), parts))
     return self._join_groups(state.best, outs)
 
   @functools.cached_property

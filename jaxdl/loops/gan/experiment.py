@@ -29,6 +29,7 @@ from jaxdl.train import parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.fit import TaskBase, build_and_fit, leaf_path, optimizer_or
 from jaxdl.train.writers import console, write_json
+from jaxdl.utils import threefry
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -100,9 +101,11 @@ class GANTask(TaskBase):
     if g.d_learning_rate > 0:
       d_optim["learning_rate"] = g.d_learning_rate
     d_tx, _ = optimizer_or(d_tx, d_optim, t.steps, name="d_tx")
-    sample_x = jnp.zeros((2, *self.sample_shape), jnp.float32)
-    state = create_gan_state(self.generator, self.discriminator, g_tx, d_tx, jax.random.PRNGKey(t.seed),
-                             latent_dim=g.latent_dim, sample_x=sample_x)
+    sample_x = np.zeros((2, *self.sample_shape), np.float32)
+    create = lambda x: create_gan_state(self.generator, self.discriminator, g_tx, d_tx,
+                                        jax.random.PRNGKey(t.seed), latent_dim=g.latent_dim, sample_x=x)
+    with threefry.straight_line():  # one program for the whole initial state, not one per eager op
+      state = jax.jit(create)(sample_x)
     self.state = parallel.put_replicated(state, self.mesh)
     batch_sharding = parallel.batch_sharded(self.mesh)
     self.step = functools.partial(
@@ -113,8 +116,8 @@ class GANTask(TaskBase):
                            real_sharding=real_sharding, nan_policy=t.nan_policy)
     self.chunk = jax.jit(chunk, donate_argnums=(0,))
     # The same latents at every evaluation, apart from the training stream.
-    self.eval_z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(t.seed), 3),
-                                    (g.num_eval_samples, g.latent_dim), jnp.float32)
+    self.eval_z = jax.jit(lambda: jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(t.seed), 3),
+                                                    (g.num_eval_samples, g.latent_dim), jnp.float32))()
     self._sample = jax.jit(lambda state, z: sample_generator(state, z).reshape(-1, *self.sample_shape))
     self.classify = self.reference_feats = self.class_fractions = self.reference_raw = None
     # Real data is drawn fresh each step: no epochs, so a chunk may run to the end.

@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -88,8 +87,7 @@ class LMTask(TaskBase):
     steps = self.settings.train.steps
     self.model, _ = build_model(self.settings, corpus.vocab_size)
     tx, self.schedule = optimizer_or(tx, self.settings.optim, steps)
-    state = create_train_state(self.model, tx, jax.random.PRNGKey(t.seed),
-                               jnp.zeros((2, seq_len), jnp.int32))
+    state = create_train_state(self.model, tx, int(t.seed), np.zeros((2, seq_len), np.int32))
     if t.sharding == "replicated":
       self.state = parallel.put_replicated(state, self.mesh)
     else:
@@ -309,6 +307,6 @@ def _write_extras(task: LMTask, variables: Any, workdir: pathlib.Path) -> None:
   if isinstance(task.model, models_lib.TransformerLanguageModel):
     window = task.val_tokens[None, :min(seq_len, 32)]  # short enough to read the characters
     maps = jax.jit(functools.partial(models_lib.attention_maps, task.model))(variables, window)
-    plot_attention_maps(np.stack([np.asarray(m[0]) for m in maps]), workdir / "attention.png",
+    plot_attention_maps(np.stack([np.asarray(m)[0] for m in maps]), workdir / "attention.png",
                         tokens=list(text_lib.decode(window[0], vocab)),
                         title=f"{task.config.model.name}: attention on validation text")

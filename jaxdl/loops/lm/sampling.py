@@ -103,11 +103,11 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> tuple[nn.
   """The model and its abstract variables; one-line errors for models that are not LMs."""
   seq_len = config.data.seq_len
   model = models_lib.get_model(config.model.name, vocab_size, **_model_kwargs(config, seq_len))
-  sample = jnp.zeros((2, seq_len), jnp.int32)
+  sample = jax.ShapeDtypeStruct((2, seq_len), jnp.int32)  # abstract: no device work
   lms = ", ".join(n for n in models_lib.MODELS if n.endswith("_lm"))
   try:
-    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
-                            sample)
+    shapes = jax.eval_shape(functools.partial(model.init, train=False),
+                            jax.ShapeDtypeStruct((2,), jnp.uint32), sample)
     out = jax.eval_shape(functools.partial(model.apply, train=False), shapes, sample)
   except JaxdlError as e:
     if "expects integer tokens" in str(e):  # a language model with a bad option

@@ -9,7 +9,6 @@ import functools
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -28,7 +27,6 @@ from jaxdl.train.chunk import epoch_batches, make_chunk
 from jaxdl.train.fit import TaskBase, build_and_fit, optimizer_or
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.writers import console, write_json
-from jaxdl.utils import threefry
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count
 
@@ -95,11 +93,7 @@ class SimCLRTask(TaskBase):
   def _init_state(self, tx) -> TrainState:
     config, ds = self.config, self.dataset
     try:
-      # One program for the initialisation and the optimizer's state, not one per leaf.
-      # Its many small random draws compile sooner as a straight line (the same bits).
-      init = jax.jit(lambda rng: create_train_state(self.model, tx, rng, ds.x_train[:2]))
-      with threefry.straight_line():
-        return init(jax.random.PRNGKey(config.train.seed))
+      return create_train_state(self.model, tx, int(config.train.seed), ds.x_train[:2])
     except JaxdlError:
       raise
     except Exception as e:  # shape errors from inside Flax/XLA, made one line

@@ -60,7 +60,7 @@ def build_model_state(config: ml_collections.ConfigDict, dataset: data_lib.Datas
     raise JaxdlError(f"model '{config.model.name}' takes no lengths, and data '{dataset.name}' holds padded "
                      f"sequences of different lengths (lengths_train)")
   try:
-    state = create_train_state(model, tx, jax.random.PRNGKey(config.train.seed), dataset.x_train[:2])
+    state = create_train_state(model, tx, int(config.train.seed), dataset.x_train[:2])
   except JaxdlError:
     raise
   except Exception as e:  # shape errors from inside Flax/XLA, made one line
@@ -186,7 +186,7 @@ class SupervisedTask(TaskBase):
     # Trace the augmentation once now, so an option that does not fit the
     # data (a shift on vector inputs, say) fails before anything is written.
     try:
-      jax.eval_shape(augment, jax.random.PRNGKey(0), ds.x_train[:2],
+      jax.eval_shape(augment, jax.ShapeDtypeStruct((2,), np.uint32), ds.x_train[:2],
                      np.zeros((2, ds.num_classes), np.float32), **{k: v[:2] for k, v in lengths.items()})
     except JaxdlError as e:
       hint = " (tabular data (N, D): start from the tabular_mlp preset)" if ds.kind == "vector" else ""
@@ -329,7 +329,7 @@ def _plot_sequence_model(task: SupervisedTask, state: TrainState, workdir: pathl
   elif isinstance(model, models_lib.TransformerClassifier):
     maps = jax.jit(functools.partial(models_lib.attention_maps, model, **{k: v[:1] for k, v in lengths.items()}))(
         variables, ds.x_test[:1])
-    plot_attention_maps(np.stack([np.asarray(m[0]) for m in maps]), workdir / "attention.png",
+    plot_attention_maps(np.stack([np.asarray(m)[0] for m in maps]), workdir / "attention.png",
                         title=f"{name} on {ds.name}: attention on test example 0 "
                               f"(label {int(ds.y_test[0])})")
 
