@@ -1,6 +1,7 @@
 """The training state: one pytree that a step maps to the next, and how it starts."""
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -47,6 +48,19 @@ def step_keys(rng: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
   return data_root, jax.random.fold_in(step_root, step)
 
 
+def init_program(fn: Callable[..., Any], rng: jax.Array | int, *args: Any) -> Any:
+  """``fn(key, *args)`` as one jitted program with straight-line Threefry (see :func:`init_variables`).
+
+  Set-up work run as eager ops costs a program per op to trace, lower and
+  load, even from a warm compilation cache. ``rng`` may be an int seed:
+  ``PRNGKey(seed)`` is then made inside the program too.
+  """
+  with threefry.straight_line():
+    if isinstance(rng, int):
+      return jax.jit(lambda *a: fn(jax.random.PRNGKey(rng), *a))(*args)
+    return jax.jit(fn)(rng, *args)
+
+
 def init_variables(model: nn.Module, rng: jax.Array, *sample: Any) -> dict:
   """``model.init(rng, *sample, train=False)``, jitted, with Threefry in a straight line on the CPU.
 
@@ -77,7 +91,7 @@ def create_train_state(
     The initial state, on the default device.
   """
 
-  def create(rng, sample_x):  # one program: every eager op here would be a program of its own to load
+  def create(rng, sample_x):
     init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
     variables = init_variables(model, init_rng, sample_x)
     state = TrainState.create(
@@ -85,7 +99,4 @@ def create_train_state(
         batch_stats=variables.get("batch_stats", {}), rng=run_rng, skipped=jnp.zeros((), jnp.int32))
     return state.replace(step=jnp.zeros((), jnp.int32))  # an array leaf, like every other
 
-  with threefry.straight_line():
-    if isinstance(rng, int):  # the seed's key made inside the program too
-      return jax.jit(lambda x: create(jax.random.PRNGKey(rng), x))(sample_x)
-    return jax.jit(create)(rng, sample_x)
+  return init_program(create, rng, sample_x)

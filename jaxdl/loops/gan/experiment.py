@@ -29,7 +29,6 @@ from jaxdl.train import parallel
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.fit import TaskBase, build_and_fit, leaf_path, optimizer_or
 from jaxdl.train.writers import console, write_json
-from jaxdl.utils import threefry
 from jaxdl.utils.errors import JaxdlError
 from jaxdl.utils.tree import param_count, tree_sha256
 
@@ -102,10 +101,8 @@ class GANTask(TaskBase):
       d_optim["learning_rate"] = g.d_learning_rate
     d_tx, _ = optimizer_or(d_tx, d_optim, t.steps, name="d_tx")
     sample_x = np.zeros((2, *self.sample_shape), np.float32)
-    create = lambda x: create_gan_state(self.generator, self.discriminator, g_tx, d_tx,
-                                        jax.random.PRNGKey(t.seed), latent_dim=g.latent_dim, sample_x=x)
-    with threefry.straight_line():  # one program for the whole initial state, not one per eager op
-      state = jax.jit(create)(sample_x)
+    state = create_gan_state(self.generator, self.discriminator, g_tx, d_tx, int(t.seed),  # one program
+                             latent_dim=g.latent_dim, sample_x=sample_x)
     self.state = parallel.put_replicated(state, self.mesh)
     batch_sharding = parallel.batch_sharded(self.mesh)
     self.step = functools.partial(

@@ -1,5 +1,6 @@
 """The GAN's state: both networks, both optimizers, the EMA generator, the step and the key."""
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.train.state import init_variables
+from jaxdl.train.state import init_program, init_variables
 
 
 @flax.struct.dataclass
@@ -57,19 +58,25 @@ class GANState:
 
 
 def create_gan_state(generator: nn.Module, discriminator: nn.Module, g_tx: optax.GradientTransformation,
-                     d_tx: optax.GradientTransformation, rng: jax.Array, *, latent_dim: int,
+                     d_tx: optax.GradientTransformation, rng: jax.Array | int, *, latent_dim: int,
                      sample_x: jax.Array) -> GANState:
   """Initialises both networks and wraps them in a GANState.
 
   Args:
     generator, discriminator: Flax modules called as ``m(x, train=...)``.
     g_tx, d_tx: their optimizers.
-    rng: the run's root key: the generator is initialised from
-      ``fold_in(rng, 0)``, the discriminator from ``fold_in(rng, 1)``, and
-      the state keeps ``fold_in(rng, 2)`` as its root for steps and data.
+    rng: the run's root key, or an int seed: the generator is initialised
+      from ``fold_in(rng, 0)``, the discriminator from ``fold_in(rng, 1)``,
+      and the state keeps ``fold_in(rng, 2)`` as its root for steps and
+      data. It all runs as one program (``jaxdl.train.state.init_program``).
     latent_dim: the size of a latent vector.
     sample_x: a batch of real examples (only shape and dtype matter).
   """
+  return init_program(functools.partial(_create, generator, discriminator, g_tx, d_tx, latent_dim=latent_dim),
+                      rng, sample_x)
+
+
+def _create(generator, discriminator, g_tx, d_tx, rng, sample_x, *, latent_dim):
   z = jnp.zeros((sample_x.shape[0], latent_dim), jnp.float32)
   g_vars = init_variables(generator, jax.random.fold_in(rng, 0), z)
   d_vars = init_variables(discriminator, jax.random.fold_in(rng, 1), sample_x)
