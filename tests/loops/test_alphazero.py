@@ -104,11 +104,12 @@ def test_minimax_never_loses_to_random_in_1000_games():
 def test_heuristic_wins_at_once_and_blocks_an_immediate_loss():
   env = boardgames.make_game("connect_four")
   heuristic = jax.jit(boardgames.heuristic_player(env))
+  step = jax.jit(env.step)
   state = env.init(jax.random.PRNGKey(0))
   for column in (0, 6, 0, 6, 0):  # the first mover has three in column 0; the second must block
-    state = env.step(state, column)
+    state = step(state, column)
   assert {int(heuristic(jax.random.PRNGKey(k), state)) for k in range(20)} == {0}
-  state = env.step(state, 5)  # the second mover did not block: the first wins at once
+  state = step(state, 5)  # the second mover did not block: the first wins at once
   assert {int(heuristic(jax.random.PRNGKey(k), state)) for k in range(20)} == {0}
 
 
@@ -150,10 +151,11 @@ def test_value_targets_carry_the_sign_of_the_player_to_move():
   # Game 0: the mover (X) has cells 0 and 1, O has 3 and 4; X to move wins at cell 2, and the search finds it.
   # Game 1: the same, but O to move (O wins at 5).
   boards = []
+  init, step = jax.jit(env.init), jax.jit(env.step)  # pgx's ops one by one cost seconds per move
   for moves in ((0, 3, 1, 4), (0, 3, 1, 4, 8)) * 4:
-    s = env.init(jax.random.PRNGKey(0))
+    s = init(jax.random.PRNGKey(0))
     for m in moves:
-      s = env.step(s, m)
+      s = step(s, m)
     boards.append(s)
   games = state.games
   states = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *boards)

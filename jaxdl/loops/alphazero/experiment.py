@@ -48,7 +48,7 @@ class AlphaZeroTask(TaskBase):
   def __init__(self, config: ml_collections.ConfigDict):
     self.setup = setup = build(config)
     self.config, self.mesh, t = config, setup.mesh, config.train
-    host_state = create_state(setup, config, jax.random.PRNGKey(t.seed))
+    host_state = create_state(setup, config, t.seed)
     self.state = place(host_state, self.mesh)
     self.n_params = param_count(host_state.params)
     shardings = state_shardings(host_state, self.mesh)

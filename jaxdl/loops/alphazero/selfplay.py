@@ -12,7 +12,6 @@ move), and goes into the :class:`Buffer`. The finished game restarts at
 once, so every game slot is always playing.
 """
 
-import functools
 from typing import Any
 
 import flax
@@ -24,8 +23,7 @@ from flax import struct
 from jaxdl.envs import boardgames
 from jaxdl.loops.alphazero.config import Setup
 from jaxdl.loops.alphazero.search import make_search
-from jaxdl.train.state import TrainState, init_variables, step_keys
-from jaxdl.utils import threefry
+from jaxdl.train.state import TrainState, init_program, step_keys
 
 
 @struct.dataclass
@@ -119,20 +117,25 @@ class AZState(TrainState):
   positions_trained: jax.Array = 0
 
 
-def create_state(setup: Setup, config, rng: jax.Array) -> AZState:
-  """Iteration 0: a fresh net, an empty buffer, B new games."""
+def create_state(setup: Setup, config, rng: jax.Array | int) -> AZState:
+  """Iteration 0: a fresh net, an empty buffer, B new games; one jitted program (``init_program``).
+
+  ``rng`` is the run's root key or an int seed (``PRNGKey(seed)``).
+  """
   env, sp = setup.env, config.selfplay
-  init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
-  with threefry.straight_line():  # one program of small draws, run once: its compile time is what counts
-    games = jax.jit(functools.partial(init_games, env, num_games=sp.num_games, max_length=setup.max_length))(
-        jax.random.fold_in(rng, 2))
-  variables = init_variables(setup.net, init_rng, games.states.observation[:1])
-  zero = jnp.zeros((), jnp.int32)
-  state = AZState.create(apply_fn=setup.net.apply, params=variables["params"], tx=setup.tx,
-                         batch_stats=variables["batch_stats"], rng=run_rng, skipped=zero, games=games,
-                         buffer=init_buffer(config.buffer.size, games.states.observation[0], env.num_actions),
-                         games_played=zero, positions_trained=zero)
-  return state.replace(step=zero)
+
+  def create(rng):
+    init_rng, run_rng = jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
+    games = init_games(env, jax.random.fold_in(rng, 2), num_games=sp.num_games, max_length=setup.max_length)
+    variables = setup.net.init(init_rng, games.states.observation[:1], train=False)
+    zero = jnp.zeros((), jnp.int32)
+    state = AZState.create(apply_fn=setup.net.apply, params=variables["params"], tx=setup.tx,
+                           batch_stats=variables["batch_stats"], rng=run_rng, skipped=zero, games=games,
+                           buffer=init_buffer(config.buffer.size, games.states.observation[0], env.num_actions),
+                           games_played=zero, positions_trained=zero)
+    return state.replace(step=zero)
+
+  return init_program(create, rng)
 
 
 def per_device(fn, mesh, num_out: int):
