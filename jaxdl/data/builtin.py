@@ -32,7 +32,7 @@ DIGITS_TEST_SIZE = 360  # 20% of 1797, rounded to give 1437 / 360
 DIGITS_SEED = 0
 _DIGITS_MAX = 16  # the 8x8 images count pixels on in 4x4 blocks: values 0..16
 
-# Bumped when the on-disk layout of the MNIST-1D cache changes.
+# Bumped when the on-disk layout of the MNIST-1D and digits caches changes.
 _CACHE_FORMAT = 1
 _SPLITS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -43,6 +43,10 @@ _SPLITS = ("x_train", "y_train", "x_test", "y_test")
 def load_digits(*, num_classes: int = 0) -> Dataset:
   """scikit-learn's bundled 8x8 digits with a fixed stratified split.
 
+  The split arrays are cached in :func:`cache_dir` (keyed by scikit-learn's
+  version): a later process reads them without importing scikit-learn,
+  which takes about 2 s.
+
   Args:
     num_classes: 0 (or 10) for the ten digits.
 
@@ -50,14 +54,7 @@ def load_digits(*, num_classes: int = 0) -> Dataset:
     1437 train / 360 test images ``(N, 8, 8, 1)`` float32 in [0, 1]
     (pixel counts / 16); each class's test share is within one example of 20%.
   """
-  from sklearn import datasets, model_selection  # sklearn import is slow; only when used
-
-  digits = datasets.load_digits()
-  x = digits.images[..., None] / _DIGITS_MAX  # (1797, 8, 8, 1)
-  y = digits.target
-  x_train, x_test, y_train, y_test = model_selection.train_test_split(
-      x, y, test_size=DIGITS_TEST_SIZE, stratify=y, random_state=DIGITS_SEED)
-  arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+  arrays = {key: np.array(value) for key, value in _digits_arrays().items()}  # own copies
   dataset = build("digits", arrays, {key: f"digits {key}" for key in arrays},
                   num_classes=num_classes, info={})
   info = {"source": "sklearn.datasets.load_digits",
@@ -66,6 +63,25 @@ def load_digits(*, num_classes: int = 0) -> Dataset:
           "normalisation": f"pixels / {_DIGITS_MAX}",
           "arrays_sha256": _arrays_sha256({key: getattr(dataset, key) for key in _SPLITS})}
   return dataclasses.replace(dataset, info=info)
+
+
+def _split_digits() -> dict[str, np.ndarray]:
+  from sklearn import datasets, model_selection  # sklearn import is slow; only when used
+
+  digits = datasets.load_digits()
+  x = digits.images[..., None] / _DIGITS_MAX  # (1797, 8, 8, 1)
+  x_train, x_test, y_train, y_test = model_selection.train_test_split(
+      x, digits.target, test_size=DIGITS_TEST_SIZE, stratify=digits.target, random_state=DIGITS_SEED)
+  return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+@functools.cache
+def _digits_arrays() -> dict[str, np.ndarray]:
+  """The split digits, from memory, else the disk cache, else split by scikit-learn."""
+  facts = {"format": _CACHE_FORMAT, "scikit-learn": importlib.metadata.version("scikit-learn"),
+           "test_size": DIGITS_TEST_SIZE, "seed": DIGITS_SEED}
+  key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+  return _cached_arrays(cache_dir() / f"digits-{key}.npz", _split_digits, "digits")
 
 
 # --------------------------------------------------------------------- tables --
@@ -181,7 +197,7 @@ def _mnist1d_cache_key() -> str:
   return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _read_cache(path: pathlib.Path) -> dict[str, np.ndarray] | None:
+def _read_cache(path: pathlib.Path, what: str = "MNIST-1D") -> dict[str, np.ndarray] | None:
   try:
     with np.load(path, allow_pickle=False) as archive:
       arrays = {key: archive[key] for key in _SPLITS}
@@ -189,15 +205,15 @@ def _read_cache(path: pathlib.Path) -> dict[str, np.ndarray] | None:
   except FileNotFoundError:
     return None
   except Exception as e:  # noqa: BLE001 -- any damage means: regenerate
-    _log.warning("ignoring unreadable MNIST-1D cache %s (%s)", path, e)
+    _log.warning("ignoring unreadable %s cache %s (%s)", what, path, e)
     return None
   if _arrays_sha256(arrays) != stored:
-    _log.warning("ignoring MNIST-1D cache %s: checksum mismatch", path)
+    _log.warning("ignoring %s cache %s: checksum mismatch", what, path)
     return None
   return arrays
 
 
-def _write_cache(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_cache(path: pathlib.Path, arrays: dict[str, np.ndarray], what: str = "MNIST-1D") -> None:
   buffer = io.BytesIO()
   np.savez(buffer, sha256=np.array(_arrays_sha256(arrays)), **arrays)
   try:
@@ -205,20 +221,24 @@ def _write_cache(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
     # Readers (other processes, a crash mid-write) see either no file or a whole one.
     write_atomic(path, buffer.getvalue())
   except OSError as e:
-    _log.info("not caching MNIST-1D at %s (%s)", path, e)
+    _log.info("not caching %s at %s (%s)", what, path, e)
+
+
+def _cached_arrays(path: pathlib.Path, make, what: str) -> dict[str, np.ndarray]:
+  """The arrays cached at ``path``, else ``make()``'s, written there; read-only."""
+  arrays = _read_cache(path, what)
+  if arrays is None:
+    arrays = make()
+    _write_cache(path, arrays, what)
+  for array in arrays.values():
+    array.setflags(write=False)  # shared by every caller in this process
+  return arrays
 
 
 @functools.cache
 def _mnist1d_arrays() -> dict[str, np.ndarray]:
   """The generated arrays, from memory, else the disk cache, else generated."""
-  path = cache_dir() / f"mnist1d-{_mnist1d_cache_key()}.npz"
-  arrays = _read_cache(path)
-  if arrays is None:
-    arrays = _generate_mnist1d()
-    _write_cache(path, arrays)
-  for array in arrays.values():
-    array.setflags(write=False)  # shared by every caller in this process
-  return arrays
+  return _cached_arrays(cache_dir() / f"mnist1d-{_mnist1d_cache_key()}.npz", _generate_mnist1d, "MNIST-1D")
 
 
 def load_mnist1d(*, num_classes: int = 0) -> Dataset:

@@ -73,6 +73,27 @@ def test_digits_deterministic_and_a_partition():
   assert ours == rows(full.images, full.target)
 
 
+def test_digits_cache_serves_the_same_split_without_scikit_learn(tmp_path, monkeypatch):
+  first = builtin._digits_arrays.__wrapped__()  # split by scikit-learn, written to the cache
+  assert len(list((tmp_path / "cache").glob("digits-*.npz"))) == 1
+
+  def no_split():
+    raise AssertionError("should have read the disk cache")
+
+  monkeypatch.setattr(builtin, "_split_digits", no_split)
+  cached = builtin._digits_arrays.__wrapped__()
+  for key in first:
+    np.testing.assert_array_equal(cached[key], first[key])
+    assert cached[key].dtype == first[key].dtype and not cached[key].flags.writeable
+  # What a run sees is the same dataset, hash included, cached or not.
+  monkeypatch.setattr(builtin, "_digits_arrays", lambda: cached)
+  from_cache = load_dataset("digits")
+  monkeypatch.undo()
+  monkeypatch.setenv("JAXDL_CACHE_DIR", str(tmp_path / "cache"))
+  _assert_same(from_cache, load_dataset("digits"))
+  assert from_cache.info == load_dataset("digits").info
+
+
 # -------------------------------------------------------------------- mnist1d --
 
 
