@@ -12,7 +12,7 @@ called two ways:
   scan: one jitted ``lax.scan`` over 50 steps (how jaxdl runs whole epochs and
         vmapped seeds).
 
-The numbers behind ``layers.resolve_conv_impl``'s 'auto' rule come from here;
+The numbers behind ``conv.resolve_conv_impl``'s 'auto' rule come from here;
 rerun it on a new backend or JAX version before changing that rule.
 
   python -m benchmarks.conv_in_scan [--repeats 5] [--steps 50]   # repo root

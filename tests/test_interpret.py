@@ -12,7 +12,8 @@ import pytest
 
 import jaxdl
 from jaxdl import interpret, models
-from jaxdl.models.layers import Conv, global_avg_pool
+from jaxdl.models.conv import Conv
+from jaxdl.models.layers import global_avg_pool
 from jaxdl.utils.errors import JaxdlError
 from cli_helpers import assert_one_line_error, run_cli
 

@@ -1,4 +1,4 @@
-"""The in-memory dataset every loader returns, and the checks that build it.
+"""The in-memory dataset every loader returns, and ``build``, which makes one from checked arrays.
 
 A :class:`Dataset` is plain host arrays (NumPy), already scaled and in the
 layout the models expect (channels last). Putting them on devices, sharding and
@@ -14,16 +14,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
+from jaxdl.data.checks import (KINDS, LENGTH_KEYS, check_all_lengths, check_ids, check_inputs, check_labels,
+                               check_range, check_targets, check_tokens, holds_tokens, pad_steps, plural,
+                               target_width)
 from jaxdl.utils.errors import JaxdlError
 
-# Per-example rank -> what the models call it: (D,), (L, C), (H, W, C).
-_KINDS = {1: "vector", 2: "signal", 3: "image"}
 _SPLITS = ("x_train", "y_train", "x_test", "y_test")
-LENGTH_KEYS = {"x_train": "lengths_train", "x_test": "lengths_test"}
 TASKS = ("classification", "regression")  # integer labels, or real-valued targets (N,) / (N, K)
 
 
@@ -75,7 +75,7 @@ class Dataset:
         got = getattr(array, "dtype", type(array).__name__)
         raise JaxdlError(f"Dataset {self.name!r}: {split} must be a {np.dtype(want).name} "
                          f"numpy array, got {got}")
-    if self.x_train.ndim - 1 not in _KINDS:
+    if self.x_train.ndim - 1 not in KINDS:
       raise JaxdlError(f"Dataset {self.name!r}: x_train must be (N, D), (N, L, C) or "
                        f"(N, H, W, C), got shape {self.x_train.shape}")
     if self.vocab_size and self.x_train.ndim != 2:
@@ -158,7 +158,7 @@ class Dataset:
   @property
   def kind(self) -> str:
     """``"image"`` for (H, W, C) examples, ``"signal"`` for (L, C), ``"vector"`` for (D,), ``"tokens"`` for ids (T,)."""
-    return "tokens" if self.vocab_size else _KINDS[len(self.input_shape)]
+    return "tokens" if self.vocab_size else KINDS[len(self.input_shape)]
 
   @property
   def steps(self) -> int:
@@ -226,197 +226,6 @@ def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
   return digest.hexdigest()
 
 
-def _fail(where: str, problem: str) -> NoReturn:
-  raise JaxdlError(f"{where}: {problem}")
-
-
-def _plural(count: int, noun: str) -> str:
-  return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _check_inputs(x: Any, where: str) -> np.ndarray:
-  x = np.asarray(x)
-  if x.dtype.kind not in "biuf":
-    _fail(where, f"inputs must be numeric, got dtype {x.dtype}")
-  if x.ndim - 1 not in _KINDS:
-    _fail(where, f"must be (N, D), (N, L, C) or (N, H, W, C), got shape {x.shape}")
-  if x.size == 0:
-    _fail(where, f"empty (shape {x.shape})")
-  converted = np.asarray(x, dtype=np.float32)
-  if x.dtype.kind == "f":
-    # Checked after the cast: float64 values beyond float32's range become inf.
-    bad = ~np.isfinite(converted)
-    if bad.any():
-      rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
-      _fail(where, f"{_plural(int(bad.sum()), 'non-finite value')} (NaN or inf) in "
-                   f"{_plural(len(rows), 'example')}, first in example {int(rows[0])}")
-  return converted
-
-
-def _check_labels(y: Any, where: str) -> np.ndarray:
-  y = np.asarray(y)
-  if y.ndim != 1:
-    _fail(where, f"labels must be a 1-D array (N,), got shape {y.shape}")
-  if y.size == 0:
-    _fail(where, "empty (shape (0,))")
-  if y.dtype.kind == "f":
-    whole = np.isfinite(y) & (y == np.round(y))
-    if not whole.all():
-      i = int(np.flatnonzero(~whole)[0])
-      _fail(where, f"labels must be integers, found {y[i].item()} at index {i} "
-                   f"({_plural(int((~whole).sum()), 'non-integer label')}); for real-valued targets "
-                   f"use task=regression (train.task in a config)")
-  elif y.dtype.kind not in "biu":
-    _fail(where, f"labels must be integers, got dtype {y.dtype}")
-  negative = y < 0
-  if negative.any():
-    i = int(np.flatnonzero(negative)[0])
-    _fail(where, f"{_plural(int(negative.sum()), 'negative label')}, first {y[i].item()} "
-                 f"at index {i}")
-  if y.max() >= np.iinfo(np.int32).max:
-    _fail(where, f"label {y.max().item()} does not fit in int32")
-  return y.astype(np.int32)
-
-
-# ------------------------------------------------------------------ sequences --
-
-
-def _holds_tokens(arrays: Mapping[str, Any], full: Mapping[str, str], vocab_size: Any) -> bool:
-  """Whether the inputs are token ids: integer (N, T), not uint8 (pixel rows) unless a vocabulary is given."""
-  if not isinstance(vocab_size, (int, np.integer)) or isinstance(vocab_size, bool) or vocab_size < 0:
-    _fail(full["x_train"], f"vocab_size must be a non-negative integer, got {vocab_size!r}")
-
-  def ids(x):
-    x = np.asarray(x)
-    return x.ndim == 2 and x.dtype.kind in "iu" and (bool(vocab_size) or x.dtype != np.uint8)
-
-  tokens = [ids(arrays[key]) for key in ("x_train", "x_test")]
-  if tokens[0] != tokens[1]:
-    kinds = [f"{key} is {'token ids' if t else 'not token ids'} ({np.asarray(arrays[key]).dtype} "
-             f"{np.asarray(arrays[key]).shape})" for key, t in zip(("x_train", "x_test"), tokens)]
-    _fail(full["x_train"], f"both splits must be integer token ids (N, T) or neither: {'; '.join(kinds)}")
-  if vocab_size and not tokens[0]:
-    _fail(full["x_train"], f"vocab_size={vocab_size} is given, but the inputs are not integer token ids "
-                           f"(N, T): {np.asarray(arrays['x_train']).dtype} {np.asarray(arrays['x_train']).shape}")
-  return tokens[0]
-
-
-def _check_tokens(x: Any, where: str) -> np.ndarray:
-  x = np.asarray(x)
-  if x.size == 0:
-    _fail(where, f"empty (shape {x.shape})")
-  if x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max:
-    _fail(where, f"token id {x.max().item() if x.max() > 0 else x.min().item()} does not fit in int32")
-  return x.astype(np.int32)
-
-
-def _check_lengths(lengths: Any, x: np.ndarray, where: str, x_where: str) -> np.ndarray:
-  lengths = np.asarray(lengths)
-  if lengths.dtype.kind not in "iu":
-    _fail(where, f"lengths must be integers, got dtype {lengths.dtype}")
-  if lengths.shape != x.shape[:1]:
-    _fail(where, f"lengths must be one per example of {x_where} (shape {x.shape[:1]}), "
-                 f"got shape {lengths.shape}")
-  steps = x.shape[1]
-  for bad, what in ((lengths < 1, "below 1"), (lengths > steps, f"beyond the {steps} steps of {x_where}")):
-    if bad.any():
-      i = int(np.flatnonzero(bad)[0])
-      _fail(where, f"{_plural(int(bad.sum()), 'length')} {what}, first {lengths[i].item()} at index {i}")
-  return lengths.astype(np.int32)
-
-
-def _check_all_lengths(arrays: Mapping[str, Any], xs: Mapping[str, np.ndarray], where: Mapping[str, str],
-                       full: Mapping[str, str], pair: str) -> dict[str, np.ndarray]:
-  """``lengths_train`` and ``lengths_test`` checked against their inputs, or {} when there are none."""
-  given = {key: arrays.get(key) for key in LENGTH_KEYS.values()}
-  if all(value is None for value in given.values()):
-    return {}
-  missing = [key for key, value in given.items() if value is None]
-  if missing:
-    other = next(key for key in given if key not in missing)
-    raise JaxdlError(f"{pair}{where.get(other, other)} is given without {missing[0]}: padded sequences "
-                     f"need the lengths of both splits")
-  for x, key in LENGTH_KEYS.items():
-    if xs[x].ndim not in (2, 3) or (xs[x].ndim == 2 and xs[x].dtype != np.int32):
-      _fail(full[key], f"lengths need sequences, (N, T, F) floats or (N, T) integer token ids; "
-                       f"{where[x]} has shape {xs[x].shape}")
-  return {key: _check_lengths(given[key], xs[x], full[key], where[x]) for x, key in LENGTH_KEYS.items()}
-
-
-def pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
-  """``x`` (N, T, ...) cropped or zero-padded along its step axis to ``steps``."""
-  if x.shape[1] >= steps:
-    return x[:, :steps]
-  return np.pad(x, [(0, 0), (0, steps - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
-
-
-def valid_steps(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
-  """True at the valid steps of (N, T) ``x`` (everywhere without lengths)."""
-  if lengths is None:
-    return np.ones(x.shape, bool)
-  return np.arange(x.shape[1])[None, :] < lengths[:, None]
-
-
-def _check_ids(xs: dict[str, np.ndarray], lengths: Mapping[str, np.ndarray], full: Mapping[str, str],
-               vocab_size: int) -> int:
-  """Checks the ids at valid steps (in ``[0, vocab_size)``), zeroes those at padded ones, returns the vocabulary."""
-  valid = {x: valid_steps(ids, lengths.get(LENGTH_KEYS[x])) for x, ids in xs.items()}
-  for x, ids in xs.items():
-    negative = valid[x] & (ids < 0)
-    if negative.any():
-      i, t = (int(v[0]) for v in np.nonzero(negative))
-      _fail(full[x], f"{_plural(int(negative.sum()), 'negative token id')}, first {ids[i, t]} at example {i}, "
-                     f"step {t}")
-  inferred = int(max(np.where(valid[x], ids, 0).max() for x, ids in xs.items())) + 1
-  for x, ids in xs.items():
-    beyond = valid[x] & (ids >= vocab_size) if vocab_size else np.zeros_like(valid[x])
-    if beyond.any():
-      i, t = (int(v[0]) for v in np.nonzero(beyond))
-      _fail(full[x], f"{_plural(int(beyond.sum()), 'token id')} outside the vocabulary (vocab_size={vocab_size}), "
-                     f"first {ids[i, t]} at example {i}, step {t}")
-    ids[~valid[x]] = 0  # padding: any id the file holds there is never read
-  return int(vocab_size) or inferred
-
-
-def _check_targets(y: Any, where: str) -> np.ndarray:
-  """Regression targets: numeric and finite, (N,) or (N, K); float32."""
-  y = np.asarray(y)
-  if y.dtype.kind not in "biuf":
-    _fail(where, f"regression targets must be numeric, got dtype {y.dtype}")
-  if y.ndim not in (1, 2) or y.size == 0:
-    _fail(where, f"regression targets must be a non-empty (N,) or (N, K) array, got shape {y.shape}")
-  converted = y.astype(np.float32)
-  bad = ~np.isfinite(converted)  # after the cast: float64 beyond float32's range becomes inf
-  if bad.any():
-    i = int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
-    _fail(where, f"{_plural(int(bad.sum()), 'non-finite target')} (NaN or inf), first at index {i} "
-                 f"({y[i].tolist()})")
-  return converted
-
-
-def _check_range(y: np.ndarray, where: str, num_classes: int, inferred: bool) -> None:
-  beyond = y >= num_classes
-  if beyond.any():
-    i = int(np.flatnonzero(beyond)[0])
-    if inferred:
-      _fail(where, f"label {y[i]} at index {i} is beyond the classes in y_train "
-                   f"(0..{num_classes - 1}); set data.num_classes")
-    _fail(where, f"{_plural(int(beyond.sum()), 'label')} out of range for "
-                 f"data.num_classes={num_classes}, first {y[i]} at index {i}")
-
-
-def _target_width(y_train: np.ndarray, y_test: np.ndarray, where: Mapping[str, str], pair: str,
-                  num_classes: int) -> int:
-  """K, the columns of regression targets (1 for (N,)): the same in both splits."""
-  if num_classes:
-    raise JaxdlError(f"data.num_classes={num_classes} is for classification; a regression's output width "
-                     f"is the columns of y_train: leave data.num_classes=0")
-  if y_train.shape[1:] != y_test.shape[1:]:
-    raise JaxdlError(f"{pair}{where['y_train']} targets have shape {y_train.shape[1:]} per example but "
-                     f"{where['y_test']} has {y_test.shape[1:]}")
-  return int(y_train.shape[1]) if y_train.ndim == 2 else 1
-
-
 def build(name: str, arrays: Mapping[str, Any], where: Mapping[str, str], *,
           num_classes: int, info: dict, source: str = "", vocab_size: int = 0,
           task: str = "classification") -> Dataset:
@@ -450,34 +259,34 @@ def build(name: str, arrays: Mapping[str, Any], where: Mapping[str, str], *,
   prefix = f"{source}, " if source else ""
   full = {key: prefix + where[key] for key in where}  # names one array
   pair = f"{source}: " if source else ""  # starts a message naming two
-  tokens = _holds_tokens(arrays, full, vocab_size)
-  x_train = (_check_tokens if tokens else _check_inputs)(arrays["x_train"], full["x_train"])
-  x_test = (_check_tokens if tokens else _check_inputs)(arrays["x_test"], full["x_test"])
+  tokens = holds_tokens(arrays, full, vocab_size)
+  x_train = (check_tokens if tokens else check_inputs)(arrays["x_train"], full["x_train"])
+  x_test = (check_tokens if tokens else check_inputs)(arrays["x_test"], full["x_test"])
   if task not in TASKS:
     raise JaxdlError(f"task={task!r} is not one of {', '.join(TASKS)} (train.task)")
-  check_y = _check_targets if task == "regression" else _check_labels
+  check_y = check_targets if task == "regression" else check_labels
   y_train = check_y(arrays["y_train"], full["y_train"])
   y_test = check_y(arrays["y_test"], full["y_test"])
   for x, y, nx, ny in ((x_train, y_train, "x_train", "y_train"),
                        (x_test, y_test, "x_test", "y_test")):
     if len(x) != len(y):
-      raise JaxdlError(f"{pair}{where[nx]} has {_plural(len(x), 'example')} but {where[ny]} "
-                       f"has {_plural(len(y), 'label')}")
-  lengths = _check_all_lengths(arrays, {"x_train": x_train, "x_test": x_test}, where, full, pair)
+      raise JaxdlError(f"{pair}{where[nx]} has {plural(len(x), 'example')} but {where[ny]} "
+                       f"has {plural(len(y), 'label')}")
+  lengths = check_all_lengths(arrays, {"x_train": x_train, "x_test": x_test}, where, full, pair)
   if lengths:  # padded sequences: the splits may be padded to different lengths
     x_train, x_test = (pad_steps(x, max(x_train.shape[1], x_test.shape[1])) for x in (x_train, x_test))
   if x_train.shape[1:] != x_test.shape[1:]:
     raise JaxdlError(f"{pair}{where['x_train']} examples have shape {x_train.shape[1:]} but "
                      f"{where['x_test']} examples have shape {x_test.shape[1:]}")
   if tokens:
-    vocab_size = _check_ids({"x_train": x_train, "x_test": x_test}, lengths, full, vocab_size)
+    vocab_size = check_ids({"x_train": x_train, "x_test": x_test}, lengths, full, vocab_size)
   if task == "regression":
-    num_classes = _target_width(y_train, y_test, where, pair, num_classes)
+    num_classes = target_width(y_train, y_test, where, pair, num_classes)
   else:
     inferred = not num_classes
     num_classes = int(num_classes) or int(y_train.max()) + 1
-    _check_range(y_train, full["y_train"], num_classes, inferred)
-    _check_range(y_test, full["y_test"], num_classes, inferred)
+    check_range(y_train, full["y_train"], num_classes, inferred)
+    check_range(y_test, full["y_test"], num_classes, inferred)
   return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                  num_classes=num_classes, info=info, lengths_train=lengths.get("lengths_train"),
                  lengths_test=lengths.get("lengths_test"), vocab_size=vocab_size if tokens else 0)

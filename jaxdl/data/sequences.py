@@ -9,7 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from jaxdl.data.dataset import LENGTH_KEYS, Dataset, pad_steps, valid_steps
+from jaxdl.data.checks import LENGTH_KEYS, pad_steps, valid_steps
+from jaxdl.data.dataset import Dataset
 from jaxdl.utils.errors import JaxdlError
 
 

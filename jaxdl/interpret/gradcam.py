@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.interpret.common import as_apply, logits_of, pick, resolve_targets
-from jaxdl.models.layers import Conv
+from jaxdl.models.conv import Conv
 from jaxdl.utils.errors import JaxdlError
 
 _CONV_TYPES = (Conv, nn.Conv, nn.ConvTranspose, nn.ConvLocal)

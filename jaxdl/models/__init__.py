@@ -6,7 +6,8 @@ float32 logits (B, num_classes); see ``get_model`` and ``MODELS``.
 
 from jaxdl.models.cnn import CNN
 from jaxdl.models.initializers import INITIALIZERS, get_initializer
-from jaxdl.models.layers import (ACTIVATIONS, Conv, TokenEmbedding, avg_pool, get_activation,
+from jaxdl.models.conv import Conv
+from jaxdl.models.layers import (ACTIVATIONS, TokenEmbedding, avg_pool, get_activation,
                                  global_avg_pool, global_max_pool, length_mask,
                                  masked_pool, max_pool, takes_lengths, zero_padding)
 from jaxdl.models.mlp import MLP

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import Conv, batch_norm
+from jaxdl.models.conv import Conv
+from jaxdl.models.layers import batch_norm
 from jaxdl.models.resnet import BasicBlock
 
 Dtype = Any
@@ -29,7 +30,7 @@ class PolicyValueNet(nn.Module):
     blocks: residual blocks in the tower.
     channels: channels of the tower.
     value_hidden: width of the value head's hidden layer.
-    conv_impl: see ``layers.resolve_conv_impl``.
+    conv_impl: see ``conv.resolve_conv_impl``.
     kernel_init: initializer name for conv and dense kernels.
     dtype: computation dtype; the outputs are float32.
   """

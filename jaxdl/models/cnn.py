@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import (Conv, batch_norm, check_input_rank,
+from jaxdl.models.conv import Conv
+from jaxdl.models.layers import (batch_norm, check_input_rank,
                                  check_spatial_fits, dropout, get_activation,
                                  max_pool, zero_padding)
 
@@ -32,7 +33,7 @@ class CNN(nn.Module):
     activation: name, see ``layers.ACTIVATIONS``.
     kernel_init: initializer name for conv and dense kernels.
     use_batchnorm: BatchNorm after each conv (the conv then has no bias).
-    conv_impl: 'auto', 'xla' or 'im2col', see ``layers.resolve_conv_impl``.
+    conv_impl: 'auto', 'xla' or 'im2col', see ``conv.resolve_conv_impl``.
     dtype: computation dtype (bfloat16 on TPU); logits are float32.
     param_dtype: parameter dtype.
   """

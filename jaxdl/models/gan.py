@@ -18,8 +18,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-from jaxdl.models.layers import (Conv, _im2col_conv, batch_norm, get_activation,
-                                 resolve_conv_impl)
+from jaxdl.models.conv import Conv, _im2col_conv, resolve_conv_impl
+from jaxdl.models.layers import batch_norm, get_activation
 from jaxdl.utils.errors import JaxdlError
 
 Dtype = Any
@@ -46,7 +46,7 @@ class ConvTranspose(nn.Module):
   ``impl='im2col'`` the dilated input is built with ``lax.pad``'s interior
   padding and convolved as shifted slices plus one matmul, which on XLA's CPU
   backend avoids the slow native convolution gradient inside jitted loops
-  (see ``layers.resolve_conv_impl``). ``benchmarks/gan_conv_transpose.py``, a
+  (see ``conv.resolve_conv_impl``). ``benchmarks/gan_conv_transpose.py``, a
   DCGAN step with R1 on 8x8 digits at batch 64 (2-core CPU, load about 6):
   inside the jitted chunk 92.8 ms/step for 'xla' vs 54.9 for 'im2col' (1.7x);
   from a Python loop 60.2 vs 72.1 (XLA 1.2x ahead), so 'auto' (im2col on CPU)

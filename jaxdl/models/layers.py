@@ -1,8 +1,5 @@
-"""Building blocks shared by the model families.
+"""Building blocks shared by the model families (the convolution is ``jaxdl.models.conv``).
 
-``Conv`` is a drop-in for ``flax.linen.Conv`` (same parameter names and
-shapes) with a choice of two implementations, because XLA's CPU backend runs a
-convolution's backward pass badly inside ``lax.scan`` (see ``resolve_conv_impl``).
 ``max_pool`` / ``avg_pool`` reduce non-overlapping windows by reshaping, which
 avoids XLA's slow select-and-scatter gradient of ``nn.max_pool`` on CPU.
 """
@@ -14,16 +11,11 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-from jax import lax
 import jax.numpy as jnp
 
-from jaxdl.models.initializers import get_initializer
 from jaxdl.utils.errors import JaxdlError
 
 Dtype = Any
-
-CONV_IMPLS: tuple[str, ...] = ('auto', 'xla', 'im2col')
-PADDINGS: tuple[str, ...] = ('SAME', 'VALID', 'CAUSAL')
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
@@ -112,186 +104,6 @@ def _per_axis(value: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
   if len(value) != n:
     raise JaxdlError(f'{what} {value} has {len(value)} entries for {n} spatial axes')
   return value
-
-
-def _conv_pads(
-    padding: str,
-    sizes: Sequence[int],
-    kernel_size: Sequence[int],
-    strides: Sequence[int],
-    dilation: Sequence[int],
-) -> list[tuple[int, int]]:
-  """(low, high) zero padding per spatial axis, as XLA computes it for SAME."""
-  pads = []
-  for n, k, s, d in zip(sizes, kernel_size, strides, dilation):
-    span = (k - 1) * d + 1  # extent of the dilated kernel
-    if padding == 'SAME':
-      out = -(-n // s)  # ceil(n / s)
-      total = max((out - 1) * s + span - n, 0)
-      pads.append((total // 2, total - total // 2))
-    elif padding == 'CAUSAL':
-      pads.append((span - 1, 0))  # output t sees inputs <= t only
-    else:  # VALID
-      pads.append((0, 0))
-  return pads
-
-
-def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
-  """Picks the convolution implementation that 'auto' stands for.
-
-  Measured with ``benchmarks/conv_in_scan.py`` (XLA CPU, 2 cores, jax 0.10.2):
-  one train step of ``CNN`` (conv-relu-max_pool x2, dense head, Adam) at batch
-  128, ms/step, from a Python loop of a jitted step / inside one jitted
-  ``lax.scan`` of 50 steps:
-
-    case               xla loop   xla scan   im2col loop   im2col scan
-    1-D (40, 1)            3.7       22.4           3.7           3.1
-    2-D (8, 8, 1)          5.7       41.6           5.2           4.2
-    2-D (28, 28, 1)      102.3     3517.8          84.5          58.3
-
-  Inside ``scan`` XLA's native convolution is 6x, 7x and 34x slower than
-  from Python (its backward pass, as known trap 5 in docs/design.md says), while
-  im2col is slightly faster in ``scan`` than from Python; so im2col wins in
-  ``scan`` by 7x, 10x and 60x, and ties or wins from Python (an earlier run
-  had xla ahead by 7% on the 1-D loop case: noise at this size). 'auto' on
-  CPU is therefore im2col for 1-D and 2-D alike.
-
-  On accelerators the native convolution is used: cuDNN and the TPU
-  convolution units are what XLA is built around, and im2col's copy of the
-  activations per kernel offset would cost memory bandwidth there (not
-  measured: rerun the benchmark on a GPU or TPU before trusting either).
-
-  Args:
-    impl: 'auto', 'xla' or 'im2col'.
-    backend: the platform the computation runs on; default
-      ``jax.default_backend()``.
-
-  Returns:
-    'xla' or 'im2col'.
-  """
-  if impl not in CONV_IMPLS:
-    raise JaxdlError(f"unknown conv impl {impl!r} (choices: {', '.join(CONV_IMPLS)})")
-  if impl != 'auto':
-    return impl
-  backend = backend or jax.default_backend()
-  return 'im2col' if backend == 'cpu' else 'xla'
-
-
-def _im2col_conv(
-    x: jax.Array,
-    kernel: jax.Array,
-    strides: Sequence[int],
-    dilation: Sequence[int],
-) -> jax.Array:
-  """Convolution of padded ``x`` as shifted slices and one matmul.
-
-  Args:
-    x: padded inputs, (B, *S, C_in).
-    kernel: (*K, C_in, F).
-    strides: per spatial axis.
-    dilation: per spatial axis.
-
-  Returns:
-    (B, *S_out, F), equal to a VALID ``lax.conv_general_dilated``.
-  """
-  kernel_size = kernel.shape[:-2]
-  batch, *sizes, c_in = x.shape
-  out_sizes = [(n - (k - 1) * d - 1) // s + 1
-               for n, k, s, d in zip(sizes, kernel_size, strides, dilation)]
-  cols = []
-  # itertools.product walks the kernel offsets in row-major (C) order, the
-  # order of kernel.reshape(-1, F)'s rows (offset-major, then C_in).
-  for offset in itertools.product(*(range(k) for k in kernel_size)):
-    starts = [o * d for o, d in zip(offset, dilation)]
-    limits = [st + (m - 1) * s + 1 for st, m, s in zip(starts, out_sizes, strides)]
-    cols.append(lax.slice(x, (0, *starts, 0), (batch, *limits, c_in),
-                          (1, *strides, 1)))  # (B, *S_out, C_in)
-  patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
-  # (B, *S_out, prod(K) * C_in) @ (prod(K) * C_in, F)
-  return lax.dot_general(patches, kernel.reshape(-1, kernel.shape[-1]),
-                         (((patches.ndim - 1,), (0,)), ((), ())))
-
-
-class Conv(nn.Module):
-  """N-D convolution, channels last, with the parameters of ``nn.Conv``.
-
-  ``kernel`` has shape ``(*kernel_size, C_in, features)`` and ``bias``
-  ``(features,)``, so checkpoints move freely between the two implementations
-  and ``flax.linen.Conv``.
-
-  Attributes:
-    features: number of output channels.
-    kernel_size: one int per spatial axis; its length sets 1-D or 2-D.
-    strides: int or one per spatial axis.
-    padding: 'SAME', 'VALID', or 'CAUSAL' (1-D only: output ``t`` depends on
-      inputs ``<= t``).
-    kernel_dilation: int or one per spatial axis.
-    use_bias: add a learned bias (off before a BatchNorm, which has its own).
-    kernel_init: initializer name, see ``get_initializer``.
-    impl: 'xla' (``lax.conv_general_dilated``), 'im2col' (shifted slices and
-      one matmul), or 'auto' (see ``resolve_conv_impl``).
-    dtype: computation dtype.
-    param_dtype: parameter dtype.
-  """
-
-  features: int
-  kernel_size: tuple[int, ...]
-  strides: int | tuple[int, ...] = 1
-  padding: str = 'SAME'
-  kernel_dilation: int | tuple[int, ...] = 1
-  use_bias: bool = True
-  kernel_init: str = 'lecun'
-  impl: str = 'auto'
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Convolves ``x`` of shape (B, *spatial, C_in) to (B, *spatial_out, features)."""
-    kernel_size = tuple(self.kernel_size)
-    nd = len(kernel_size)
-    if x.ndim != nd + 2:
-      raise JaxdlError(
-          f'Conv with kernel_size {kernel_size} expects inputs (B, {nd} spatial '
-          f'axes, C), got shape {tuple(x.shape)}')
-    if self.padding not in PADDINGS:
-      raise JaxdlError(
-          f"unknown conv padding {self.padding!r} (choices: {', '.join(PADDINGS)})")
-    if self.padding == 'CAUSAL' and nd != 1:
-      raise JaxdlError(f"conv padding 'CAUSAL' is for 1-D kernels, got kernel_size {kernel_size}")
-    strides = _per_axis(self.strides, nd, 'conv strides')
-    dilation = _per_axis(self.kernel_dilation, nd, 'conv kernel_dilation')
-    impl = resolve_conv_impl(self.impl)
-
-    sizes = x.shape[1:-1]
-    pads = _conv_pads(self.padding, sizes, kernel_size, strides, dilation)
-    spatial_out = [(n + lo + hi - (k - 1) * d - 1) // s + 1 for n, (lo, hi), k, s, d
-                   in zip(sizes, pads, kernel_size, strides, dilation)]
-    if min(spatial_out) < 1:
-      raise JaxdlError(
-          f'Conv kernel_size {kernel_size} (dilation {dilation}, padding '
-          f'{self.padding}) does not fit inputs of spatial size {tuple(sizes)}')
-
-    kernel = self.param('kernel', get_initializer(self.kernel_init),
-                        (*kernel_size, x.shape[-1], self.features), self.param_dtype)
-    bias = (self.param('bias', nn.initializers.zeros_init(), (self.features,),
-                       self.param_dtype) if self.use_bias else None)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-
-    if impl == 'xla':
-      # Channels-last operands, as flax.linen.Conv lays them out.
-      lhs_spec = (0, nd + 1, *range(1, nd + 1))
-      rhs_spec = (nd + 1, nd, *range(nd))
-      y = lax.conv_general_dilated(
-          x, kernel, window_strides=strides, padding=pads,
-          rhs_dilation=dilation,
-          dimension_numbers=lax.ConvDimensionNumbers(lhs_spec, rhs_spec, lhs_spec))
-    else:
-      x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-      y = _im2col_conv(x, kernel, strides, dilation)
-    if bias is not None:
-      y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
-    return y
 
 
 def _pool(x: jax.Array, window: int | Sequence[int], reduce, what: str) -> jax.Array:

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import (Conv, batch_norm, check_input_rank,
+from jaxdl.models.conv import Conv
+from jaxdl.models.layers import (batch_norm, check_input_rank,
                                  check_spatial_fits, global_avg_pool, max_pool,
                                  zero_padding)
 from jaxdl.utils.errors import JaxdlError
@@ -26,7 +27,7 @@ class _Block(nn.Module):
       ``expansion * features``).
     strides: stride of the block's downsampling conv and of the shortcut.
     kernel_size: window of the spatial convs.
-    conv_impl: see ``layers.resolve_conv_impl``.
+    conv_impl: see ``conv.resolve_conv_impl``.
     kernel_init: initializer name.
     dtype: computation dtype.
     param_dtype: parameter dtype.
@@ -109,7 +110,7 @@ class ResNet(nn.Module):
     stem_stride: stride of the stem conv.
     stem_pool: max-pool 2 after the stem (ImageNet-style stems use it with
       ``stem_kernel=7, stem_stride=2``; small inputs want neither).
-    conv_impl: see ``layers.resolve_conv_impl``.
+    conv_impl: see ``conv.resolve_conv_impl``.
     kernel_init: initializer name for conv and dense kernels.
     dtype: computation dtype (bfloat16 on TPU); logits are float32.
     param_dtype: parameter dtype.

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import (Conv, batch_norm, check_input_rank, dropout,
+from jaxdl.models.conv import Conv
+from jaxdl.models.layers import (batch_norm, check_input_rank, dropout,
                                  global_avg_pool, global_max_pool, length_mask, masked_pool)
 from jaxdl.utils.errors import JaxdlError
 
@@ -53,7 +54,7 @@ class TCN(nn.Module):
     pooling: 'avg' (global average) or 'avgmax' (average and max
       concatenated: max keeps a short strong feature that averaging over the
       length would dilute).
-    conv_impl: see ``layers.resolve_conv_impl``.
+    conv_impl: see ``conv.resolve_conv_impl``.
     kernel_init: initializer name for conv and dense kernels.
     dtype: computation dtype (bfloat16 on TPU); logits are float32.
     param_dtype: parameter dtype.

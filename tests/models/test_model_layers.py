@@ -10,7 +10,7 @@ import pytest
 
 from jaxdl.models import (ACTIVATIONS, Conv, avg_pool, get_activation,
                           global_avg_pool, global_max_pool, max_pool)
-from jaxdl.models.layers import resolve_conv_impl
+from jaxdl.models.conv import resolve_conv_impl
 from jaxdl.utils.errors import JaxdlError
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
