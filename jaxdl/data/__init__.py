@@ -15,7 +15,8 @@ from jaxdl.data.augment import make_augment
 from jaxdl.data.dataset import Dataset
 from jaxdl.data.sequences import normalize_sequences, with_steps
 from jaxdl.data.loaders import DATASETS, load_dataset
-from jaxdl.data.ratings import Ratings, load_ratings, synthetic_ratings, write_ratings
+from jaxdl.data.ratings import Ratings, load_ratings, synthetic_ratings
+from jaxdl.data.ratings_files import write_ratings
 from jaxdl.data.scaling import Standardizer
 from jaxdl.data.text import TEXT_DATASETS, TextCorpus, corpus_from_text, load_text
 

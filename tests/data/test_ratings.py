@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jaxdl.data import ratings as ratings_lib
-from jaxdl.data.ratings import Table, load_ratings, read_ratings, synthetic_ratings, write_ratings
+from jaxdl.data.ratings import load_ratings, synthetic_ratings
+from jaxdl.data.ratings_files import Table, read_ratings, write_ratings
 from jaxdl.utils.errors import JaxdlError
 
 UDATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n244\t51\t2\t880606923\n"

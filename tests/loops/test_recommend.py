@@ -13,7 +13,8 @@ import pytest
 
 from cli_helpers import assert_one_line_error, run_cli
 from jaxdl import configs
-from jaxdl.data.ratings import load_ratings, synthetic_ratings, write_ratings
+from jaxdl.data.ratings import load_ratings, synthetic_ratings
+from jaxdl.data.ratings_files import write_ratings
 from jaxdl.loops import recommend
 from jaxdl.loops.recommend.step import select_best
 from jaxdl.models import recsys

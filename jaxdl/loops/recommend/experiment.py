@@ -15,7 +15,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxdl.data.ratings import NOT_SHIPPED, Ratings, load_ratings
+from jaxdl.data.ratings import Ratings, load_ratings
+from jaxdl.data.ratings_files import NOT_SHIPPED
 from jaxdl.loops.recommend.config import validate
 from jaxdl.loops.recommend.plots import plot_rating_curves
 from jaxdl.loops.recommend.ranking import make_ranking, ranking_masks
