@@ -1,9 +1,15 @@
 """Loaders: exact sizes, splits, dtypes, determinism, file round trips and errors."""
 
 import gzip
+import importlib.machinery
+import importlib.util
 import json
+import os
+import pathlib
 import pickle
 import random
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -160,6 +166,47 @@ def test_mnist1d_disk_cache_round_trip(tmp_path, monkeypatch):
   regenerated = builtin._mnist1d_arrays.__wrapped__()
   np.testing.assert_array_equal(regenerated["x_test"], fresh["x_test"])
   assert builtin._read_cache(written[0]) is not None
+
+
+# In a fresh process, with the cache written: load MNIST-1D, then say whether mnist1d was imported.
+_CACHED_LOAD = """
+import json, sys
+from jaxdl.data import load_dataset
+ds = load_dataset("mnist1d")
+print(json.dumps({"imported": "mnist1d" in sys.modules, "sha": ds.info["arrays_sha256"], "args": ds.info["args"]}))
+"""
+
+
+def test_a_cached_mnist1d_loads_without_importing_the_generator(tmp_path, monkeypatch):
+  real = load_dataset("mnist1d")
+  arrays = builtin._mnist1d_arrays()  # from memory if an earlier test loaded it: write this test's cache
+  monkeypatch.setattr(builtin, "_generate_mnist1d", lambda: {k: np.array(v) for k, v in arrays.items()})
+  builtin._mnist1d_arrays.__wrapped__()
+  assert list((tmp_path / "cache").glob("mnist1d-*.npz"))
+  env = {**os.environ, "JAXDL_CACHE_DIR": str(tmp_path / "cache")}
+  done = subprocess.run([sys.executable, "-c", _CACHED_LOAD], capture_output=True, text=True, timeout=120, env=env)
+  assert done.returncode == 0, done.stderr[-2000:]
+  child = json.loads(done.stdout.splitlines()[-1])
+  assert child == {"imported": False, "sha": real.info["arrays_sha256"], "args": real.info["args"]}
+  assert child["args"]["seed"] == 42 and child["args"]["final_seq_length"] == 40  # the generator's defaults
+
+
+def test_the_mnist1d_cache_key_follows_the_generators_source(tmp_path, monkeypatch):
+  installed = pathlib.Path(importlib.util.find_spec("mnist1d").origin).parent
+  copy = tmp_path / "mnist1d"
+  copy.mkdir()
+  for name in builtin._MNIST1D_SOURCES:
+    (copy / name).write_bytes((installed / name).read_bytes())
+  spec = importlib.machinery.ModuleSpec("mnist1d", None, is_package=True)
+  spec.submodule_search_locations.append(str(copy))
+  real_find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: spec if name == "mnist1d" else real_find_spec(name, *a))
+  same = builtin._mnist1d_cache_key()
+  (copy / "data.py").write_text((copy / "data.py").read_text().replace("'seed': 42", "'seed': 43"))
+  assert builtin._mnist1d_cache_key() != same  # an edited default: a new cache, not the old arrays
+  monkeypatch.undo()
+  assert builtin._mnist1d_cache_key() == same  # the copy hashes as the installed package does
 
 
 def test_mnist1d_unwritable_cache_dir_is_skipped(tmp_path, monkeypatch):
