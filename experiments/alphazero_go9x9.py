@@ -7,8 +7,11 @@
 Target (GPU): a win rate of at least 0.95 against the random player over 200
 games, and the rate against the heuristic reported. pgx's rules: area
 scoring, komi 7.5, a game ends after two passes or 2 x 81 = 162 moves.
-Result: none yet. This preset has not been run to its end: no GPU was lent
-to the session that wrote it. The tests run its shrunk version on the CPU.
+Result: not run as sized, for no GPU was lent. Shrunk to the CPU with --set
+alone (a 2x32 tower, 64 games, 8 simulations, 1,500 iterations; the README
+gives the command), it won 1.00 against the random player and 1.00 against
+the heuristic over 200 games each, in 25 minutes on 2 cores (2026-12-03).
+The tests run a smaller version still.
 """
 
 from jaxdl.loops.alphazero import default_config
