@@ -202,7 +202,7 @@ def cache_dir() -> pathlib.Path:
 def _mnist1d_cache_key() -> str:
   """The generator's release and its code, defaults included, read without importing it.
 
-  Importing ``mnist1d`` costs about 1.6 s (it imports requests and pyplot);
+  Importing ``mnist1d`` costs about 1 s (it imports requests and pyplot);
   hashing its two source files that make the data costs nothing, and still
   tells an edited install of the same release apart.
   """
