@@ -14,7 +14,11 @@ leaves ``models``, ``optim``, ``data``, ``envs``, ``checkpoint`` and
 command line ``jaxdl.cli``.
 """
 
-from jaxdl import loops
+from jaxdl.utils import cpu_runtime
+
+CPU_RUNTIME = cpu_runtime.configure()  # before any backend starts: see jaxdl.utils.cpu_runtime
+
+from jaxdl import loops  # noqa: E402
 from jaxdl.configs import apply_overrides, load_preset
 from jaxdl.data import DATASETS, Dataset, load_dataset, make_augment
 from jaxdl.loops.supervised import default_config as base_config

@@ -1,0 +1,73 @@
+"""jaxdl.utils.cpu_runtime: inline dispatch and kept temporaries on a CPU-only host, and the ways out."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxdl.utils import cpu_runtime
+
+# A program whose temporaries (tanh(x @ w), 72 MiB) are one block over the
+# 64 MiB a glibc thread arena holds; it is called from Python and its minor
+# page faults per call are counted.
+_PROBE = """
+import json, resource
+import jaxdl, jax, jax.numpy as jnp, numpy as np
+r = np.random.default_rng(0)
+x, w, v = (jnp.asarray(r.random(s, np.float32)) for s in ((1152, 64), (64, 16384), (16384, 4)))
+f = jax.jit(lambda x, w, v: jnp.tanh(x @ w) @ v)
+temp = f.lower(x, w, v).compile().memory_analysis().temp_size_in_bytes
+for _ in range(2):
+  jax.block_until_ready(f(x, w, v))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+  jax.block_until_ready(f(x, w, v))
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
+print(json.dumps({"set": jaxdl.CPU_RUNTIME, "async": jax.config.values["jax_cpu_enable_async_dispatch"],
+                  "pages": temp / 4096, "faults": faults}))
+"""
+
+
+def _probe(**env):
+  clean = {k: v for k, v in os.environ.items()
+           if k not in ("JAXDL_CPU_INLINE", "JAX_CPU_ENABLE_ASYNC_DISPATCH", "MALLOC_MMAP_THRESHOLD_",
+                        "MALLOC_TRIM_THRESHOLD_")}
+  out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True,
+                       env={**clean, "JAX_PLATFORMS": "cpu", **env})
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not cpu_runtime._glibc(), reason="the kept temporaries are glibc's mallopt")
+def test_import_runs_programs_inline_and_reuses_their_temporaries():
+  ours, theirs = _probe(), _probe(JAXDL_CPU_INLINE="0")
+  assert ours["set"] == {"inline_dispatch": True, "keep_temporaries": True} and ours["async"] is False
+  assert theirs["set"] == {"inline_dispatch": False, "keep_temporaries": False} and theirs["async"] is True
+  assert ours["pages"] > 64 * 2**20 / 4096  # the block is over a thread arena's 64 MiB
+  # JAX's defaults: every page of the block is mapped and zero-filled again at each call; jaxdl's: none.
+  assert theirs["faults"] >= 0.9 * theirs["pages"]
+  assert ours["faults"] < 0.01 * ours["pages"]
+
+
+def test_a_dispatch_mode_chosen_through_jax_is_kept():
+  got = _probe(JAX_CPU_ENABLE_ASYNC_DISPATCH="true")
+  assert got["async"] is True and got["set"]["inline_dispatch"] is False
+
+
+def test_only_cpu_only_hosts_are_changed(monkeypatch):
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+  assert not cpu_runtime._cpu_only()
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  assert cpu_runtime._cpu_only()
+
+
+def test_nothing_changes_once_backends_run(monkeypatch):
+  jnp.zeros(1).block_until_ready()  # the backends are up
+  monkeypatch.delenv("JAXDL_CPU_INLINE", raising=False)
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  before = jax.config.values["jax_cpu_enable_async_dispatch"]
+  assert cpu_runtime.configure() == {"inline_dispatch": False, "keep_temporaries": False}
+  assert jax.config.values["jax_cpu_enable_async_dispatch"] == before
