@@ -50,6 +50,7 @@ import statistics
 import subprocess
 import time
 
+import jaxdl  # noqa: F401  (first: its CPU runtime settings must precede JAX's backend, see jaxdl.utils.cpu_runtime)
 import jax
 import jax.numpy as jnp
 import numpy as np
