@@ -62,6 +62,16 @@ def test_only_cpu_only_hosts_are_changed(monkeypatch):
   assert not cpu_runtime._cpu_only()
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   assert cpu_runtime._cpu_only()
+  # Platforms left to JAX: an installed CUDA/ROCm plugin or TPU runtime means a host that may have an accelerator.
+  monkeypatch.setattr(cpu_runtime, "_platforms", lambda: "")
+  real = cpu_runtime.importlib.util.find_spec
+  monkeypatch.setattr(cpu_runtime.importlib.util, "find_spec",
+                      lambda name: None if name in ("jax_plugins", "libtpu") else real(name))
+  assert cpu_runtime._cpu_only()  # neither installed
+  for installed in ("jax_plugins", "libtpu"):
+    monkeypatch.setattr(cpu_runtime.importlib.util, "find_spec",
+                        lambda name, installed=installed: object() if name == installed else real(name))
+    assert not cpu_runtime._cpu_only()
 
 
 def test_nothing_changes_once_backends_run(monkeypatch):

@@ -46,9 +46,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 _ACCELERATOR_MODULES = ("jax_plugins", "libtpu")  # where JAX finds CUDA/ROCm plugins and the TPU runtime
 
 
+def _platforms() -> str:
+  """The platforms JAX was told to use (``JAX_PLATFORMS`` / ``jax_platforms``); empty: its own choice."""
+  return os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
+
+
 def _cpu_only() -> bool:
   """Whether JAX here can only run on the CPU: told so, or no accelerator plugin installed."""
-  platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms
+  platforms = _platforms()
   if platforms:
     return {p.strip() for p in platforms.split(",") if p.strip()} == {"cpu"}
   return not any(importlib.util.find_spec(name) for name in _ACCELERATOR_MODULES)
