@@ -19,18 +19,21 @@ jaxdl``) makes both on a host with no accelerator plugin (or with
   :data:`KEEP_BYTES` (1 GiB): the main arena serves blocks up to that size
   from its heap and keeps a freed one for the next execution.
 
-Neither alone changes anything. Measured on this project's 2-core CPU (jax
-0.10.2, steps/s of the step from Python, before -> after): the char-LM 15.5
--> 20.6 (its chunk's speed), the 28x28 CNN 4.8 -> 5.9, the 8x8 CNN 76 -> 81,
-the 1-D ResNet 49 -> 54; the chunk is unchanged. The cost: a small program
-called from Python no longer overlaps with the Python that calls it
-(``digits_mlp``'s step 830 -> 690 steps/s), and the process keeps up to
-1 GiB of freed memory for reuse rather than returning it to the system.
-Results are the same bits: the executables are the same.
+Neither alone changes anything, so the thresholds are set only where
+dispatch is inline. Measured with ``benchmarks/vs_pytorch.py --quick`` on
+this project's 2-core CPU (an Intel Xeon that day, jax 0.10.2), steps/s of
+the step from Python, before -> after: the char-LM 14.4 -> 18.6, the 28x28
+CNN 3.7 -> 5.6, the 8x8 CNN 68.1 -> 72.6, the 1-D ResNet 48.4 -> 51.5; the
+chunk is unchanged. The cost: a small program called from Python no longer
+overlaps with the Python that calls it (``digits_mlp``'s step 748 -> 604),
+and the process keeps up to 1 GiB of freed memory for reuse rather than
+returning it to the system. Results are the same bits: the executables are
+the same.
 
-``JAXDL_CPU_INLINE=0`` leaves JAX's and glibc's defaults; a value already set
-through ``JAX_CPU_ENABLE_ASYNC_DISPATCH`` or ``MALLOC_MMAP_THRESHOLD_`` /
-``MALLOC_TRIM_THRESHOLD_`` is kept. Nothing changes once JAX's backends are
+``JAXDL_CPU_INLINE=0`` leaves JAX's and glibc's defaults; thresholds set
+through ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` are kept, and
+async dispatch turned off through ``jax.config`` beforehand gets the
+thresholds too. Nothing changes once JAX's backends are
 running (the dispatch mode is fixed when the CPU client is made).
 """
 
@@ -73,7 +76,7 @@ def configure() -> dict[str, bool]:
   done = {"inline_dispatch": False, "keep_temporaries": False}
   if os.environ.get(ENV, "1") == "0" or not _cpu_only() or xla_bridge.backends_are_initialized():
     return done
-  if "JAX_CPU_ENABLE_ASYNC_DISPATCH" not in os.environ:
+  if jax.config.values["jax_cpu_enable_async_dispatch"]:  # JAX's default (its flag reads no environment variable)
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     done["inline_dispatch"] = True
   if _glibc() and not {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & os.environ.keys():
