@@ -8,6 +8,7 @@ matrix product).
 """
 
 from collections.abc import Sequence
+import functools
 import itertools
 from typing import Any
 
@@ -89,6 +90,26 @@ def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
   return 'im2col' if backend == 'cpu' else 'xla'
 
 
+def _patches(
+    x: jax.Array,
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+    out_sizes: Sequence[int],
+) -> jax.Array:
+  """(B, *S_out, prod(K) * C_in): the kernel offsets' shifted views of padded ``x``, on the channel axis."""
+  batch, *_, c_in = x.shape
+  cols = []
+  # itertools.product walks the kernel offsets in row-major (C) order, the
+  # order of kernel.reshape(-1, F)'s rows (offset-major, then C_in).
+  for offset in itertools.product(*(range(k) for k in kernel_size)):
+    starts = [o * d for o, d in zip(offset, dilation)]
+    limits = [st + (m - 1) * s + 1 for st, m, s in zip(starts, out_sizes, strides)]
+    cols.append(lax.slice(x, (0, *starts, 0), (batch, *limits, c_in),
+                          (1, *strides, 1)))  # (B, *S_out, C_in)
+  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
 def _im2col_conv(
     x: jax.Array,
     kernel: jax.Array,
@@ -106,22 +127,57 @@ def _im2col_conv(
   Returns:
     (B, *S_out, F), equal to a VALID ``lax.conv_general_dilated``.
   """
+  return _im2col_matmul(x, kernel, tuple(strides), tuple(dilation), tuple(x.shape))
+
+
+def _out_sizes(x_shape, kernel_size, strides, dilation) -> list[int]:
+  return [(n - (k - 1) * d - 1) // s + 1
+          for n, k, s, d in zip(x_shape[1:-1], kernel_size, strides, dilation)]
+
+
+# The backward pass is written by hand because the one JAX derives costs
+# the CPU a transpose of the output gradient. For the kernel's gradient
+# patches^T @ dy, JAX's rule for dot_general puts dy first (dy^T @ patches,
+# then a transpose), and XLA's CPU backend then lays dy out transposed,
+# fused into whatever produced it: for the 28x28 digits CNN, the batch-norm
+# backward of the first block writing (64, 100352) with a stride: 44 ms of
+# a 265 ms step (an xprof trace, AMD EPYC host, 2026-12-07). With the patches
+# first, XLA contracts both operands over their leading axis in place. The
+# products are the ones autodiff forms: the short runs of digits_cnn and
+# gan_digits end on the same bits as before (benchmarks/preset_hashes.py,
+# same host). A custom_vjp has no forward mode: jax.jvp through an im2col
+# convolution fails, through Conv(impl='xla') it works.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _im2col_matmul(x, kernel, strides, dilation, x_shape):
+  return _im2col_fwd(x, kernel, strides, dilation, x_shape)[0]
+
+
+def _im2col_fwd(x, kernel, strides, dilation, x_shape):
   kernel_size = kernel.shape[:-2]
-  batch, *sizes, c_in = x.shape
-  out_sizes = [(n - (k - 1) * d - 1) // s + 1
-               for n, k, s, d in zip(sizes, kernel_size, strides, dilation)]
-  cols = []
-  # itertools.product walks the kernel offsets in row-major (C) order, the
-  # order of kernel.reshape(-1, F)'s rows (offset-major, then C_in).
-  for offset in itertools.product(*(range(k) for k in kernel_size)):
-    starts = [o * d for o, d in zip(offset, dilation)]
-    limits = [st + (m - 1) * s + 1 for st, m, s in zip(starts, out_sizes, strides)]
-    cols.append(lax.slice(x, (0, *starts, 0), (batch, *limits, c_in),
-                          (1, *strides, 1)))  # (B, *S_out, C_in)
-  patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+  patches = _patches(x, kernel_size, strides, dilation, _out_sizes(x_shape, kernel_size, strides, dilation))
   # (B, *S_out, prod(K) * C_in) @ (prod(K) * C_in, F)
-  return lax.dot_general(patches, kernel.reshape(-1, kernel.shape[-1]),
-                         (((patches.ndim - 1,), (0,)), ((), ())))
+  y = lax.dot_general(patches, kernel.reshape(-1, kernel.shape[-1]),
+                      (((patches.ndim - 1,), (0,)), ((), ())))
+  return y, (patches, kernel)
+
+
+def _im2col_bwd(strides, dilation, x_shape, residuals, dy):
+  patches, kernel = residuals
+  kernel_size, features = kernel.shape[:-2], kernel.shape[-1]
+  rows = patches.reshape(-1, patches.shape[-1])  # (B * prod(S_out), prod(K) * C_in)
+  d_kernel = lax.dot_general(rows, dy.reshape(-1, features),
+                             (((0,), (0,)), ((), ()))).reshape(kernel.shape)
+  d_patches = lax.dot_general(dy, kernel.reshape(-1, features),
+                              (((dy.ndim - 1,), (1,)), ((), ())))
+  # The patches are linear in x: dx is their transpose applied to d_patches
+  # (each offset's gradient added back where its view was sliced from).
+  extract = functools.partial(_patches, kernel_size=kernel_size, strides=strides, dilation=dilation,
+                              out_sizes=_out_sizes(x_shape, kernel_size, strides, dilation))
+  (d_x,) = jax.linear_transpose(extract, jax.ShapeDtypeStruct(x_shape, patches.dtype))(d_patches)
+  return d_x, d_kernel
+
+
+_im2col_matmul.defvjp(_im2col_fwd, _im2col_bwd)
 
 
 class Conv(nn.Module):
@@ -141,7 +197,9 @@ class Conv(nn.Module):
     use_bias: add a learned bias (off before a BatchNorm, which has its own).
     kernel_init: initializer name, see ``get_initializer``.
     impl: 'xla' (``lax.conv_general_dilated``), 'im2col' (shifted slices and
-      one matmul), or 'auto' (see ``resolve_conv_impl``).
+      one matmul, with a hand-written backward pass: reverse mode to any
+      order, but no ``jax.jvp``, which needs 'xla'), or 'auto' (see
+      ``resolve_conv_impl``).
     dtype: computation dtype.
     param_dtype: parameter dtype.
   """

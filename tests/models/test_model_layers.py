@@ -107,6 +107,43 @@ def test_causal_conv_never_sees_the_future(impl, dilation):
     assert not np.allclose(y2[:, t], y[:, t])  # ... but the present is seen
 
 
+# im2col's backward pass is hand-written (a custom_vjp): second order (a
+# gradient penalty's gradient, as the GAN's R1 term takes) goes through it.
+@pytest.mark.parametrize('case', [CONV_CASES[i] for i in (1, 13)], ids=_conv_id)
+def test_im2col_second_order_gradients_match_xla(case):
+  shape, ks, padding, s, d = case
+  x = _normal(shape)
+  convs = {impl: Conv(4, ks, strides=s, padding=padding, kernel_dilation=d, impl=impl)
+           for impl in ('xla', 'im2col')}
+  params = _random_params(convs['xla'], x)
+
+  def penalty(impl, p, x):  # ||d sum(tanh(conv(x))) / dx||^2
+    input_grad = jax.grad(lambda x: jnp.sum(jnp.tanh(convs[impl].apply(p, x))))(x)
+    return jnp.sum(input_grad ** 2)
+
+  @jax.jit
+  def grads(params, x):
+    return {impl: jax.grad(penalty, argnums=(1, 2))(impl, params, x) for impl in convs}
+
+  out = grads(params, x)
+  for ours, ref in zip(jax.tree.leaves(out['im2col']), jax.tree.leaves(out['xla'])):
+    assert np.abs(ref).max() > 0
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_forward_mode_needs_the_xla_impl():
+  x = _normal((2, 6, 6, 3))
+  convs = {impl: Conv(4, (3, 3), impl=impl) for impl in ('xla', 'im2col')}
+  params = _random_params(convs['xla'], x)
+  tangent = _normal(x.shape, seed=1)
+  _, jvp = jax.jvp(lambda x: convs['xla'].apply(params, x), (x,), (tangent,))
+  # Linear in x (plus a bias): the tangent is the convolution of the tangent.
+  np.testing.assert_allclose(jvp, convs['xla'].apply(params, tangent)
+                             - convs['xla'].apply(params, jnp.zeros_like(x)), atol=1e-4)
+  with pytest.raises(TypeError, match='forward-mode'):
+    jax.jvp(lambda x: convs['im2col'].apply(params, x), (x,), (tangent,))
+
+
 def test_conv_without_bias_and_in_bfloat16():
   conv = Conv(3, (2, 2), use_bias=False, dtype=jnp.bfloat16, impl='im2col')
   x = jnp.ones((1, 4, 4, 2))

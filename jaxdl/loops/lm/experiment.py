@@ -28,7 +28,7 @@ from jaxdl.checkpoint import restore_params
 from jaxdl.data import text as text_lib
 from jaxdl.loops.lm import config as config_lib
 from jaxdl.loops.lm.config import validate
-from jaxdl.loops.lm.sampling import BEST_CHECKPOINTS, VOCAB_FILE, build_model, generate
+from jaxdl.loops.lm.sampling import BEST_CHECKPOINTS, VOCAB_FILE, build_model, generate, lm_model
 from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk, window_count
 from jaxdl.train import accumulate, parallel
 from jaxdl.train import sharding as sharding_lib
@@ -85,7 +85,9 @@ class LMTask(TaskBase):
     parallel.check_divisible(t.batch_size, self.mesh)
     self.derived, self.settings = self._size_to_text()
     steps = self.settings.train.steps
-    self.model, _ = build_model(self.settings, corpus.vocab_size)
+    # _size_to_text checked the model's shapes; the derived keys (AUTO_KEYS:
+    # steps, dropout, weight decay) change no shape, so it is not traced again.
+    self.model = lm_model(self.settings, corpus.vocab_size)
     tx, self.schedule = optimizer_or(tx, self.settings.optim, steps)
     state = create_train_state(self.model, tx, int(t.seed), np.zeros((2, seq_len), np.int32))
     if t.sharding == "replicated":

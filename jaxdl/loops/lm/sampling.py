@@ -99,10 +99,15 @@ def _model_kwargs(config: ml_collections.ConfigDict, seq_len: int) -> dict[str, 
   return kwargs
 
 
+def lm_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
+  """The module ``config.model`` names, for this vocabulary and window; not yet checked (see build_model)."""
+  return models_lib.get_model(config.model.name, vocab_size, **_model_kwargs(config, config.data.seq_len))
+
+
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> tuple[nn.Module, Any]:
   """The model and its abstract variables; one-line errors for models that are not LMs."""
   seq_len = config.data.seq_len
-  model = models_lib.get_model(config.model.name, vocab_size, **_model_kwargs(config, seq_len))
+  model = lm_model(config, vocab_size)
   sample = jax.ShapeDtypeStruct((2, seq_len), jnp.int32)  # abstract: no device work
   lms = ", ".join(n for n in models_lib.MODELS if n.endswith("_lm"))
   try:
