@@ -135,18 +135,12 @@ def _out_sizes(x_shape, kernel_size, strides, dilation) -> list[int]:
           for n, k, s, d in zip(x_shape[1:-1], kernel_size, strides, dilation)]
 
 
-# The backward pass is written by hand because the one JAX derives costs
-# the CPU a transpose of the output gradient. For the kernel's gradient
-# patches^T @ dy, JAX's rule for dot_general puts dy first (dy^T @ patches,
-# then a transpose), and XLA's CPU backend then lays dy out transposed,
-# fused into whatever produced it: for the 28x28 digits CNN, the batch-norm
-# backward of the first block writing (64, 100352) with a stride: 44 ms of
-# a 265 ms step (an xprof trace, AMD EPYC host, 2026-12-07). With the patches
-# first, XLA contracts both operands over their leading axis in place. The
-# products are the ones autodiff forms: the short runs of digits_cnn and
-# gan_digits end on the same bits as before (benchmarks/preset_hashes.py,
-# same host). A custom_vjp has no forward mode: jax.jvp through an im2col
-# convolution fails, through Conv(impl='xla') it works.
+# The backward pass is written by hand (docs/design.md, trap 14): for the
+# kernel's gradient patches^T @ dy, JAX's dot_general rule puts dy first, and
+# XLA's CPU backend then writes dy transposed (44 ms of a 265 ms 28x28 CNN
+# step). With the patches first, both operands are contracted over their
+# leading axis in place; the products are autodiff's, and the presets' bits
+# are unchanged. A custom_vjp has no forward mode: jax.jvp needs impl='xla'.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _im2col_matmul(x, kernel, strides, dilation, x_shape):
   return _im2col_fwd(x, kernel, strides, dilation, x_shape)[0]

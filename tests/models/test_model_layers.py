@@ -46,15 +46,20 @@ def _conv_id(case):
   return f'{len(shape) - 2}d-{padding}-s{s}-d{d}'
 
 
-@pytest.mark.parametrize('case', CONV_CASES, ids=_conv_id)
-def test_im2col_matches_xla_values_and_gradients(case):
+def _both_impls(case, features):
+  """(x, {impl: Conv}, params) for one case: the same layer as 'xla' and 'im2col', random parameters."""
   shape, ks, padding, s, d = case
   x = _normal(shape)
-  convs = {impl: Conv(5, ks, strides=s, padding=padding, kernel_dilation=d, impl=impl)
+  convs = {impl: Conv(features, ks, strides=s, padding=padding, kernel_dilation=d, impl=impl)
            for impl in ('xla', 'im2col')}
   # Random (not initial) parameters: biases start at zero, and a random one
   # checks that it is added per channel.
-  params = _random_params(convs['xla'], x)
+  return x, convs, _random_params(convs['xla'], x)
+
+
+@pytest.mark.parametrize('case', CONV_CASES, ids=_conv_id)
+def test_im2col_matches_xla_values_and_gradients(case):
+  x, convs, params = _both_impls(case, 5)
   cotangent = _normal(jax.eval_shape(convs['xla'].apply, params, x).shape,
                       seed=2)
 
@@ -111,11 +116,7 @@ def test_causal_conv_never_sees_the_future(impl, dilation):
 # gradient penalty's gradient, as the GAN's R1 term takes) goes through it.
 @pytest.mark.parametrize('case', [CONV_CASES[i] for i in (1, 13)], ids=_conv_id)
 def test_im2col_second_order_gradients_match_xla(case):
-  shape, ks, padding, s, d = case
-  x = _normal(shape)
-  convs = {impl: Conv(4, ks, strides=s, padding=padding, kernel_dilation=d, impl=impl)
-           for impl in ('xla', 'im2col')}
-  params = _random_params(convs['xla'], x)
+  x, convs, params = _both_impls(case, 4)
 
   def penalty(impl, p, x):  # ||d sum(tanh(conv(x))) / dx||^2
     input_grad = jax.grad(lambda x: jnp.sum(jnp.tanh(convs[impl].apply(p, x))))(x)
