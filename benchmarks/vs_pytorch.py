@@ -84,6 +84,22 @@ def jaxdl_task(arch: str):
   return config, SupervisedTask(config)
 
 
+def step_batches(task, is_lm: bool, rng: np.random.Generator, count: int = 16) -> list[dict]:
+  """``count`` device-resident training batches of the task's batch size, for its step from Python."""
+  batch_size = task.config.train.batch_size
+  if is_lm:
+    tokens = np.asarray(task.train_tokens)
+    seq_len = task.config.data.seq_len
+    starts = rng.integers(0, len(tokens) - seq_len - 1, (count, batch_size))
+    windows = [tokens[s[:, None] + np.arange(seq_len + 1)] for s in starts]
+    batches = [{"x": jnp.asarray(w[:, :-1]), "y": jnp.asarray(w[:, 1:])} for w in windows]
+  else:
+    x, y = task.train_data["x"], task.train_data["y"]
+    idx = rng.integers(0, x.shape[0], (count, batch_size))
+    batches = [{"x": x[i], "y": y[i]} for i in idx]
+  return jax.block_until_ready(batches)
+
+
 def jaxdl_runners(task, is_lm: bool, rng: np.random.Generator):
   """``{path: run(n) -> steps done}`` for the chunk and the step from Python; each blocks at its end."""
   state_box = [task.state]
@@ -101,18 +117,7 @@ def jaxdl_runners(task, is_lm: bool, rng: np.random.Generator):
     return done
 
   step = jax.jit(task.train_step, donate_argnums=0)
-  batch_size = task.config.train.batch_size
-  if is_lm:
-    tokens = np.asarray(task.train_tokens)
-    seq_len = task.config.data.seq_len
-    starts = rng.integers(0, len(tokens) - seq_len - 1, (16, batch_size))
-    windows = [tokens[s[:, None] + np.arange(seq_len + 1)] for s in starts]
-    batches = [{"x": jnp.asarray(w[:, :-1]), "y": jnp.asarray(w[:, 1:])} for w in windows]
-  else:
-    x, y = task.train_data["x"], task.train_data["y"]
-    idx = rng.integers(0, x.shape[0], (16, batch_size))
-    batches = [{"x": x[i], "y": y[i]} for i in idx]
-  jax.block_until_ready(batches)
+  batches = step_batches(task, is_lm, rng)
 
   def run_step(n):
     state = state_box[0]
