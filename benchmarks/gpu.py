@@ -78,7 +78,7 @@ def make_case(spec, dtype):
   return model, state, batch, classes
 
 
-def hand_step(model, classes, is_lm):
+def hand_step(model):
   """The smallest correct step: cross-entropy, gradient, AdamW, batch-norm statistics where the model has them."""
   def step(state, batch):
     has_bn = bool(state.batch_stats)
@@ -95,7 +95,6 @@ def hand_step(model, classes, is_lm):
     state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))
     return state, {"loss": loss}
 
-  del classes, is_lm
   return step
 
 
@@ -130,7 +129,7 @@ def bench_case(case: str, spec, args) -> dict:
   row = {"case": case, "model": spec[0], "batch": spec[2], "params": int(jaxdl.param_count(state.params)),
          "device": device.device_kind}
   per_example = batch["x"].shape[1] if is_lm else 1  # tokens per window, or one image
-  for name, fn in (("jaxdl", jaxdl_step(classes, is_lm)), ("hand", hand_step(model, classes, is_lm))):
+  for name, fn in (("jaxdl", jaxdl_step(classes, is_lm)), ("hand", hand_step(model))):
     step = jax.jit(fn, donate_argnums=0)
     t = time.perf_counter()
     traced = step.trace(state, batch)
@@ -187,24 +186,28 @@ def main():
   args.seconds = args.seconds or (0.2 if args.smoke else 3.0)
   specs = SMOKE if args.smoke else FULL
   started = time.perf_counter()
-  rows = []
+  result = {"device": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform,
+            "jax": jax.__version__, "smoke": args.smoke, "rows": [], "compile_cache": None}
+
+  def save():  # after each measurement, so a run cut short keeps what it measured
+    result["wall_s"] = time.perf_counter() - started
+    if args.out:
+      out = pathlib.Path(args.out)
+      out.mkdir(parents=True, exist_ok=True)
+      (out / "gpu.json").write_text(json.dumps(result, indent=1))
+
   for case in args.cases:
-    rows.append(bench_case(case, specs[case], args))
-    r = rows[-1]
+    r = bench_case(case, specs[case], args)
+    result["rows"].append(r)
+    save()
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (no known peak)"
     print(f"{case}: {r['params']:,} params, batch {r['batch']}, {r['device']}: jaxdl {r['jaxdl_steps_per_s']:.2f} "
           f"steps/s, hand {r['hand_steps_per_s']:.2f} (jaxdl/hand {r['jaxdl_over_hand']:.3f}), "
           f"{r['flops_per_step'] / 1e12:.3g} TFLOP per step, MFU {mfu}", flush=True)
-  cache = compile_cache("lm", args.smoke)
+  cache = result["compile_cache"] = compile_cache("lm", args.smoke)
+  save()
   print(f"compile cache, lm step: {cache['cold_s']:.2f} s with an empty cache, {cache['warm_s']:.2f} s warm "
         f"({cache['warm_cache_hits']} hit)", flush=True)
-  result = {"device": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform,
-            "jax": jax.__version__, "smoke": args.smoke, "rows": rows, "compile_cache": cache,
-            "wall_s": time.perf_counter() - started}
-  if args.out:
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu.json").write_text(json.dumps(result, indent=1))
   print(f"done in {result['wall_s']:.0f} s")
 
 
