@@ -11,8 +11,8 @@ from jaxdl.models.layers import (ACTIVATIONS, TokenEmbedding, avg_pool, get_acti
                                  global_avg_pool, global_max_pool, length_mask,
                                  masked_pool, max_pool, takes_lengths, zero_padding)
 from jaxdl.models.mlp import MLP
-from jaxdl.models.registry import (MODELS, get_model, model_options, option_defaults, options_from_config,
-                                   register_model)
+from jaxdl.models.registry import (MODELS, constructor_of, get_model, model_options, option_defaults,
+                                   options_from_config, register_model)
 from jaxdl.models.resnet import (BasicBlock, BottleneckBlock, ResNet, ResNet1,
                                  ResNet18, ResNet34, ResNet50)
 from jaxdl.models.rnn import (GRU, LSTM, RNNClassifier, RNNEncoder, RNNLanguageModel,
@@ -51,6 +51,7 @@ __all__ = [
     'TransformerLanguageModel',
     'attention_maps',
     'avg_pool',
+    'constructor_of',
     'get_activation',
     'get_initializer',
     'get_model',

@@ -118,6 +118,11 @@ def get_model(name: str, num_classes: int, /, **options: Any) -> nn.Module:
   return constructor(num_classes=num_classes, **options)
 
 
+def constructor_of(name: str) -> Callable[..., nn.Module]:
+  """The constructor registered as ``name`` (a one-line error for an unknown name)."""
+  return _lookup(name)
+
+
 def _lookup(name: str) -> Callable[..., nn.Module]:
   try:
     return _CONSTRUCTORS[name]

@@ -11,7 +11,8 @@ thresholds set through their environment variables.
 
 :class:`CompileClock` adds up, while it is open, the three stages JAX reports
 for each program it builds: tracing to a jaxpr, lowering to StableHLO, and the
-XLA compile (or the cache read that replaces it). That is a run's
+XLA compile (or the cache read that replaces it), plus the reads of
+traced programs kept by :mod:`jaxdl.train.programs`. That is a run's
 ``compile_seconds``.
 """
 
@@ -27,11 +28,13 @@ import jax
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxdl.data.builtin import cache_dir
+from jaxdl.train import programs
 from jaxdl.train.writers import console
 
 # The durations jax.monitoring reports for each program compiled (jax._src.dispatch's event names).
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   programs.LOAD_EVENT,  # a traced program read back (jaxdl.train.programs)
                    "/jax/core/compile/backend_compile_duration")
 _CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 # JAX's thresholds and the values a run sets unless their environment variable did.
@@ -89,6 +92,7 @@ class CompileClock:
     self.seconds = 0.0
     self.programs = 0  # XLA executables built or loaded
     self.cache_hits = 0  # of them, loaded from the persistent cache
+    self.program_hits = 0  # traced programs read back instead of traced (jaxdl.train.programs)
     self._lock = threading.Lock()
 
   def _listen(self, event: str, duration: float, **kwargs) -> None:
@@ -100,9 +104,12 @@ class CompileClock:
 
   def _count(self, event: str, **kwargs) -> None:
     del kwargs
-    if event == _CACHE_HIT_EVENT:
+    if event in (_CACHE_HIT_EVENT, programs.HIT_EVENT):
       with self._lock:
-        self.cache_hits += 1
+        if event == _CACHE_HIT_EVENT:
+          self.cache_hits += 1
+        else:
+          self.program_hits += 1
 
   def __enter__(self) -> CompileClock:
     jax.monitoring.register_event_duration_secs_listener(self._listen)
@@ -114,9 +121,9 @@ class CompileClock:
     jax.monitoring.unregister_event_listener(self._count)
 
   def record(self) -> dict[str, float | int]:
-    """The ``metrics.json`` keys: ``compile_seconds``, ``compiled_programs``, ``compile_cache_hits``."""
+    """The ``metrics.json`` keys: ``compile_seconds``, ``compiled_programs``, ``compile_cache_hits``, ``program_cache_hits``."""
     return {"compile_seconds": self.seconds, "compiled_programs": self.programs,
-            "compile_cache_hits": self.cache_hits}
+            "compile_cache_hits": self.cache_hits, "program_cache_hits": self.program_hits}
 
 
 @contextlib.contextmanager

@@ -96,9 +96,12 @@ def chunk_cost(jitted_chunk, *args) -> dict[str, float]:
   compiled here is the one the call then runs (JAX keeps it), so the
   numbers cost a trace, not a compile.
   """
-  traced = jitted_chunk.trace(*args)
-  compiled = traced.lower().compile()
-  cost = {"flops_per_step": matmul_flops(traced.jaxpr.jaxpr)}
+  if hasattr(jitted_chunk, "cost"):  # a jaxdl.train.programs.PersistentJit: its FLOPs were counted when traced
+    flops, compiled = jitted_chunk.cost(*args)
+  else:
+    traced = jitted_chunk.trace(*args)
+    flops, compiled = matmul_flops(traced.jaxpr.jaxpr), traced.lower().compile()
+  cost = {"flops_per_step": flops}
   peak = memory.compiled_bytes(compiled)
   if peak is not None:
     cost["peak_bytes"] = peak

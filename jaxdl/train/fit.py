@@ -128,7 +128,7 @@ class TaskBase:
     chunk takes other data overrides it, and None leaves the cost unreported.
     """
     chunk, data = getattr(self, "chunk", None), getattr(self, "train_data", None)
-    if not hasattr(chunk, "trace") or data is None:
+    if not (hasattr(chunk, "trace") or hasattr(chunk, "cost")) or data is None:
       return None
     return chunk, (state, data, np.int32(1))
 

@@ -49,9 +49,18 @@ def test_the_first_run_fills_the_default_cache_and_the_second_loads_every_progra
   assert second["params_sha256"] == first["params_sha256"]  # a cached executable is the same program
 
 
+def test_the_second_run_reads_its_traced_chunk_back_instead_of_tracing_it(runs):
+  cache, first, second, _, _ = runs
+  assert len(list((cache / "xla" / "jaxdl-programs").glob("*.jaxprogram"))) == 1  # the training chunk
+  assert first["program_cache_hits"] == 0 and second["program_cache_hits"] == 1
+  assert second["flops_per_step"] == first["flops_per_step"] > 0  # counted when traced, kept with the program
+  assert second["peak_bytes"] == first["peak_bytes"]
+
+
 def test_compile_cache_false_writes_no_cache_and_computes_the_same(runs):
   _, first, _, off, root = runs
   assert not (root / "cache_off" / "xla").exists()
+  assert off["program_cache_hits"] == 0
   assert off["compile_cache_hits"] == 0 and off["compiled_programs"] == first["compiled_programs"]
   assert off["params_sha256"] == first["params_sha256"]
 

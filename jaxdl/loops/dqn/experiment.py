@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxdl.loops.dqn.jitted import RunState, keep_best
+from jaxdl.loops.dqn.jitted import RunState, commit, keep_best
 from jaxdl.loops.dqn.plots import plot_returns
 from jaxdl.loops.dqn.runner import DQNRunner, make_runner
 from jaxdl.train import compile as compile_lib
@@ -92,7 +92,7 @@ class DQNTask(TaskBase):
 
   def place_restored(self, host_state: Any, checkpoint_dir: pathlib.Path) -> RunState:
     # The host loop's env snapshots lie beside fit's checkpoints.
-    return self.runner.after_restore(jax.device_put(host_state), checkpoint_dir)
+    return self.runner.after_restore(commit(host_state), checkpoint_dir)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):

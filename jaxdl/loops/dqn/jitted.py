@@ -22,8 +22,10 @@ import numpy as np
 from flax import struct
 
 from jaxdl import envs as envs_lib
+from jaxdl.configs import to_dict
 from jaxdl.loops.dqn import agent as agent_lib
 from jaxdl.loops.dqn.config import Setup, build, seed_keys
+from jaxdl.train import programs
 from jaxdl.utils import threefry
 
 
@@ -70,6 +72,11 @@ def start_state(config: ml_collections.ConfigDict, seeds: agent_lib.Agent) -> Ru
   """Iteration 0 of a run, with a best-policy record if ``eval.select='best'``."""
   best = init_best(seeds) if config.eval.select == "best" else {}
   return RunState(step=jax.device_put(np.zeros((), np.int32)), seeds=seeds, best=best)  # a copy, not a program
+
+
+def commit(state: Any) -> Any:
+  """``state`` committed to the default device (a chunk's outputs are; uncommitted inputs would compile it again)."""
+  return jax.device_put(state, jax.devices()[0])
 
 
 class JittedRunner:
@@ -160,14 +167,16 @@ class JittedRunner:
 
   @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def init(self) -> RunState:
-    return start_state(self.config, jax.jit(jax.vmap(self.init_one))(self.seed_keys()))
+    # Committed to its device, as the chunk's outputs are: one compile of the chunk, not one per kind of input.
+    return commit(start_state(self.config, jax.jit(jax.vmap(self.init_one))(self.seed_keys())))
 
   @functools.cached_property
   def _chunk(self):
     def chunk(state, n):
       seeds, metrics = jax.vmap(lambda a: self.chunk_one(a, n, state.step))(state.seeds)
       return state.replace(step=state.step + n, seeds=seeds), metrics
-    return jax.jit(chunk, donate_argnums=(0,))
+    # Built from the config alone: a later run of it reads the traced program back (jaxdl.train.programs).
+    return programs.PersistentJit(chunk, key=("dqn", to_dict(self.config)), donate_argnums=(0,))
 
   @threefry.straight_line()  # many small draws: see jaxdl.utils.threefry
   def chunk(self, state: RunState, n: int) -> tuple[RunState, dict]:

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from jaxdl import data as data_lib
+from jaxdl.configs import to_dict
 from jaxdl.data import toy2d
 from jaxdl.loops.gan.config import validate
 from jaxdl.loops.gan.metrics import (CONFIDENCE, digits_classifier, frechet_distance, image_metrics,
@@ -25,7 +26,7 @@ from jaxdl.loops.gan.plots import plot_gan_metrics, plot_image_grid, plot_sample
 from jaxdl.loops.gan.state import GANState, create_gan_state
 from jaxdl.loops.gan.step import gan_step, make_gan_chunk, sample_generator
 from jaxdl.models import gan as gan_models
-from jaxdl.train import parallel
+from jaxdl.train import parallel, programs
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.fit import TaskBase, build_and_fit, leaf_path, optimizer_or
 from jaxdl.train.writers import console, write_json
@@ -60,6 +61,7 @@ class GANTask(TaskBase):
                g_tx: optax.GradientTransformation | None = None,
                d_tx: optax.GradientTransformation | None = None):
     validate(config)
+    g_tx_given, d_tx_given = g_tx, d_tx
     self.mixture = self.dataset = None
     self.own_data = data is not None
     if self.own_data:
@@ -111,7 +113,10 @@ class GANTask(TaskBase):
     real_sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS))
     chunk = make_gan_chunk(self.step, real_fn, n_critic=g.n_critic, batch_size=t.batch_size,
                            real_sharding=real_sharding, nan_policy=t.nan_policy)
-    self.chunk = jax.jit(chunk, donate_argnums=(0,))
+    # Kept across runs (jaxdl.train.programs) unless an optimizer came from Python: the config and data decide it.
+    own_code = g_tx_given is None and d_tx_given is None
+    key = ("gan", to_dict(config), self.dataset.sha256 if self.dataset is not None else None)
+    self.chunk = programs.PersistentJit(chunk, key=key if own_code else None, donate_argnums=(0,))
     # The same latents at every evaluation, apart from the training stream.
     self.eval_z = jax.jit(lambda: jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(t.seed), 3),
                                                     (g.num_eval_samples, g.latent_dim), jnp.float32))()

@@ -13,6 +13,7 @@ latest state, which a resume starts from.
 """
 
 import functools
+import hashlib
 import math
 import pathlib
 import time
@@ -25,12 +26,13 @@ import optax
 
 from jaxdl import models as models_lib
 from jaxdl.checkpoint import restore_params
+from jaxdl.configs import to_dict
 from jaxdl.data import text as text_lib
 from jaxdl.loops.lm import config as config_lib
 from jaxdl.loops.lm.config import validate
 from jaxdl.loops.lm.sampling import BEST_CHECKPOINTS, VOCAB_FILE, build_model, generate, lm_model
 from jaxdl.loops.lm.step import LN2, eval_windows, lm_eval_step, lm_train_step, make_lm_chunk, window_count
-from jaxdl.train import accumulate, parallel
+from jaxdl.train import accumulate, parallel, programs
 from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.evaluate import make_evaluate
@@ -69,6 +71,7 @@ class LMTask(TaskBase):
   def __init__(self, config: ml_collections.ConfigDict, *, text: str | None = None,
                tx: optax.GradientTransformation | None = None):
     validate(config)
+    tx_given = tx
     if text is None:
       self.corpus = corpus = text_lib.load_text(config.data.name, config.data.path or None)
     else:
@@ -102,7 +105,12 @@ class LMTask(TaskBase):
                           batch_size=t.batch_size, batch_sharding=parallel.batch_sharded(self.mesh),
                           nan_policy=t.nan_policy, state_sharding=self.state_shardings)
     self.steps_per_epoch = chunk.steps_per_epoch
-    self.chunk = jax.jit(chunk, donate_argnums=(0,), **sharding_lib.jit_out(self.state_shardings, self.mesh))
+    # Kept across runs (jaxdl.train.programs) unless the optimizer or the model is not jaxdl's: the settings
+    # and the text decide it.
+    own_code = tx_given is None and programs.from_jaxdl(models_lib.constructor_of(config.model.name))
+    key = ("lm", to_dict(self.settings), hashlib.sha256(corpus.ids.tobytes()).hexdigest(), corpus.vocab_size)
+    self.chunk = programs.PersistentJit(chunk, key=key if own_code else None, donate_argnums=(0,),
+                                        **sharding_lib.jit_out(self.state_shardings, self.mesh))
     self.train_data = parallel.put_replicated(self.train_tokens, self.mesh)
     self.val_windows = eval_windows(self.val_tokens, seq_len)  # (N, T + 1)
     # make_evaluate batches, pads and shards examples with integer labels;

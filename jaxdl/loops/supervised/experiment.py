@@ -18,9 +18,10 @@ from jaxdl import checkpoint as checkpoint_lib
 from jaxdl import data as data_lib
 from jaxdl import models as models_lib
 from jaxdl import optim as optim_lib
+from jaxdl.configs import to_dict
 from jaxdl.loops.supervised.config import validate
 from jaxdl.loops.supervised.step import LossFn, Regression, eval_step, train_step
-from jaxdl.train import accumulate, memory, parallel, precision
+from jaxdl.train import accumulate, memory, parallel, precision, programs
 from jaxdl.train import sharding as sharding_lib
 from jaxdl.train import workdir as workdir_lib
 from jaxdl.train.chunk import make_train_chunk
@@ -154,6 +155,8 @@ class SupervisedTask(TaskBase):
                loss_fn: LossFn | None = None, tx: optax.GradientTransformation | None = None):
     validate(config)
     t = config.train
+    # The chunk is kept across runs (jaxdl.train.programs) when all its code is jaxdl's: the config and data decide it.
+    own_code = loss_fn is None and tx is None and programs.from_jaxdl(models_lib.constructor_of(config.model.name))
     if data is None:
       self.dataset = ds = data_lib.load_dataset(
           config.data.name, config.data.path or None, num_classes=config.data.num_classes,
@@ -206,7 +209,9 @@ class SupervisedTask(TaskBase):
         batch_sharding=parallel.batch_sharded(self.mesh), nan_policy=t.nan_policy,
         sharded_over=self.mesh if sharded else None, state_sharding=self.state_shardings)
     self.steps_per_epoch = chunk.steps_per_epoch
-    self.chunk = jax.jit(chunk, donate_argnums=(0,), **sharding_lib.jit_out(self.state_shardings, self.mesh))
+    self.chunk = programs.PersistentJit(
+        chunk, key=("supervised", to_dict(config), self.dataset.sha256) if own_code else None, donate_argnums=(0,),
+        **sharding_lib.jit_out(self.state_shardings, self.mesh))
     x_train, y_train, x_test, y_test = self.arrays()
     train_data = {"x": x_train, "y": y_train, **lengths}
     layout = parallel.batch_sharded(self.mesh) if sharded else parallel.replicated(self.mesh)
