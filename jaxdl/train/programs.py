@@ -47,6 +47,7 @@ from typing import Any
 import jax
 
 from jaxdl.train.cost import matmul_flops
+from jaxdl.train.writers import console
 
 FORMAT = 1
 # Reported with jax.monitoring, so jaxdl.train.compile.CompileClock counts the loads.
@@ -177,7 +178,7 @@ class PersistentJit:
     self.jitted = jax.jit(fn, donate_argnums=donate_argnums, **jit_kwargs)
     self._donate = tuple(donate_argnums)
     self._key = key
-    self._programs: dict[tuple, _Program] = {}
+    self._programs: dict[tuple, _Program | None] = {}  # None: jax.export refused it, the plain jit runs it
     self._lock = threading.Lock()  # seed groups call one chunk from several threads
 
   def _program(self, args: tuple) -> tuple[_Program | None, list]:
@@ -189,14 +190,20 @@ class PersistentJit:
       return None, leaves
     signature = (in_tree, described)
     with self._lock:
-      return self._programs.get(signature) or self._build(signature, args, leaves, in_tree), leaves
+      if signature not in self._programs:
+        self._programs[signature] = self._build(args, leaves, in_tree, described)
+      return self._programs[signature], leaves
 
-  def _build(self, signature: tuple, args: tuple, leaves: list, in_tree: Any) -> _Program:
+  def _build(self, args: tuple, leaves: list, in_tree: Any, described: tuple) -> _Program | None:
     counts = [len(jax.tree_util.tree_leaves(a)) for a in args]
     starts = [sum(counts[:i]) for i in range(len(args))]
     donate = [j for i in self._donate for j in range(starts[i], starts[i] + counts[i])]
-    program = self._programs[signature] = _Program(self._entry(leaves, in_tree, signature[1]), donate, in_tree)
-    return program
+    try:
+      return _Program(self._entry(leaves, in_tree, described), donate, in_tree)
+    except Exception as e:  # noqa: BLE001 -- jax.export refuses some programs (host callbacks): trace as before
+      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      console(f"jaxdl: this program is traced at every run, not kept ({type(e).__name__}: {first[:200]})")
+      return None
 
   def _entry(self, leaves: list, in_tree: Any, described: tuple) -> dict:
     # The tree's static fields (a TrainState's apply_fn and tx) print with their addresses, which the key

@@ -123,3 +123,15 @@ def test_only_jaxdl_code_counts_as_keyed():
 
   assert programs.from_jaxdl(step.train_step, functools.partial(step.eval_step, loss_fn=None), None)
   assert not programs.from_jaxdl(step.train_step, lambda logits, batch: logits)
+
+
+def test_a_program_export_refuses_runs_as_a_plain_jit_and_says_so(cache, capsys):
+  def with_callback(x):  # a host callback: jax.export cannot serialize it
+    return jax.pure_callback(lambda v: np.asarray(v) * 2, jax.ShapeDtypeStruct(x.shape, x.dtype), x) + 1
+
+  x = jax.device_put(np.arange(4, dtype=np.float32), jax.devices()[0])
+  jitted = programs.PersistentJit(with_callback, key="k")
+  np.testing.assert_array_equal(jitted(x), np.arange(4) * 2 + 1)
+  np.testing.assert_array_equal(jitted(x), np.arange(4) * 2 + 1)
+  assert not list(cache.glob("*.jaxprogram"))
+  assert capsys.readouterr().out.count("traced at every run") == 1  # said once, not at every call
