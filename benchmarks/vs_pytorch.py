@@ -64,8 +64,8 @@ TORCH_PATHS = ("torch_eager", "torch_eager_cl", "torch_compile")
 # ------------------------------------------------------------------ jaxdl --
 
 
-def jaxdl_task(arch: str):
-  """The task ``jaxdl run`` builds for the architecture's preset, on one device."""
+def jaxdl_task(arch: str, conv_impl: str | None = None):
+  """The task ``jaxdl run`` builds for the architecture's preset, on one device (and ``model.conv_impl``, if given)."""
   from jaxdl import data as data_lib
   from jaxdl.configs import load_preset
   from jaxdl.loops.lm.experiment import LMTask
@@ -74,6 +74,8 @@ def jaxdl_task(arch: str):
   preset = "digits_cnn" if arch == "digits_cnn_28" else arch
   config, _ = load_preset(preset)
   config.train.num_devices = 1
+  if conv_impl is not None:
+    config.model.conv_impl = conv_impl
   if config.loop == "lm":
     return config, LMTask(config)
   if arch == "digits_cnn_28":

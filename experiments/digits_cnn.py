@@ -3,7 +3,8 @@
     jaxdl run digits_cnn
 
 Result (2-core CPU): test accuracy 1.000, 1.000, 0.997 for seeds 0, 1, 2 (mean
-0.9991, target >= 0.995), about 78 s per run including compile.
+0.9991, target >= 0.995), about 42 s per run including compile (AMD EPYC host,
+2026-12-07).
 """
 
 from jaxdl.loops.supervised import default_config

@@ -7,7 +7,7 @@ keeps that output. The gradient of the target logit with respect to
 ``delta`` (at zero) is the gradient with respect to the feature maps, so
 one forward and one backward pass give both ``A`` and ``dy/dA``, for any
 model and any module path, whichever convolution implementation
-(``Conv(impl='im2col' | 'xla')``) the model uses.
+(``Conv(impl='im2col' | 'winograd' | 'xla')``) the model uses.
 
     cam = relu(sum_k alpha_k A_k),   alpha_k = mean over positions of dy/dA_k
 

@@ -33,7 +33,7 @@ class CNN(nn.Module):
     activation: name, see ``layers.ACTIVATIONS``.
     kernel_init: initializer name for conv and dense kernels.
     use_batchnorm: BatchNorm after each conv (the conv then has no bias).
-    conv_impl: 'auto', 'xla' or 'im2col', see ``conv.resolve_conv_impl``.
+    conv_impl: 'auto', 'xla', 'im2col' or 'winograd', see ``conv.resolve_conv_impl``.
     dtype: computation dtype (bfloat16 on TPU); logits are float32.
     param_dtype: parameter dtype.
   """

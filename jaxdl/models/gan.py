@@ -58,7 +58,8 @@ class ConvTranspose(nn.Module):
     kernel_size: (kh, kw).
     strides: the upsampling factor per spatial axis.
     use_bias: add a learned bias (off before a BatchNorm).
-    impl: 'auto', 'xla' or 'im2col'.
+    impl: 'auto', 'xla' or 'im2col'; 'winograd', a model-wide choice, runs im2col here (Winograd on
+      the dilated input is not measured).
   """
 
   features: int

@@ -7,7 +7,9 @@ Every run says once, as it starts, what XLA will run per step, and
   global batch, forward and backward, counted as 2 per
   multiply-add of every matrix product (``dot_general``) and convolution
   in the step's jaxpr, the convention of MFU (Chowdhery et al. 2022,
-  PaLM, appendix B). Elementwise work is left out. The count walks the
+  PaLM, appendix B). Elementwise work is left out; a fast algorithm's
+  products count as the operation they compute (Winograd's convolution:
+  ``jaxdl.utils.flops``). The count walks the
   chunk's program: a ``scan`` (a recurrence over time, gradient
   accumulation's micro-batches) counts its body once per iteration, and
   the chunk's own loop, whose trip count is only known when it runs,
@@ -30,6 +32,7 @@ import jax
 from jax.extend import core as jex_core
 
 from jaxdl.train import memory
+from jaxdl.utils import flops as flops_lib
 
 # Dense peak FLOP/s per device (no sparsity), by compute dtype, from the
 # vendors' data sheets; float32 matmuls run as TF32 on these GPUs under JAX's
@@ -49,7 +52,8 @@ def _shape(var) -> tuple[int, ...]:
 def _dot_flops(eqn) -> float:
   (lhs, rhs), ((_, rhs_contract), (_, rhs_batch)) = eqn.invars, eqn.params["dimension_numbers"]
   kept = [d for i, d in enumerate(_shape(rhs)) if i not in rhs_contract and i not in rhs_batch]
-  return 2.0 * math.prod(_shape(lhs)) * math.prod(kept)
+  # A product that stands for more multiply-adds (Winograd's) counts those: see jaxdl.utils.flops.
+  return 2.0 * math.prod(_shape(lhs)) * math.prod(kept) * flops_lib.factor_of(str(eqn.source_info.name_stack))
 
 
 def _conv_flops(eqn) -> float:

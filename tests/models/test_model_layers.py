@@ -1,4 +1,4 @@
-"""Conv (both implementations), pooling and small helpers against Flax/XLA."""
+"""Conv (its three implementations), pooling and small helpers against Flax/XLA."""
 
 import itertools
 
@@ -10,7 +10,8 @@ import pytest
 
 from jaxdl.models import (ACTIVATIONS, Conv, avg_pool, get_activation,
                           global_avg_pool, global_max_pool, max_pool)
-from jaxdl.models.conv import resolve_conv_impl
+from jaxdl.models.conv import (WINOGRAD_MIN_IN_FEATURES, WINOGRAD_MIN_OUT_POSITIONS, WINOGRAD_MIN_OUT_SIZE,
+                               resolve_conv_impl)
 from jaxdl.utils.errors import JaxdlError
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
@@ -134,15 +135,16 @@ def test_im2col_second_order_gradients_match_xla(case):
 
 def test_forward_mode_needs_the_xla_impl():
   x = _normal((2, 6, 6, 3))
-  convs = {impl: Conv(4, (3, 3), impl=impl) for impl in ('xla', 'im2col')}
+  convs = {impl: Conv(4, (3, 3), impl=impl) for impl in ('xla', 'im2col', 'winograd')}
   params = _random_params(convs['xla'], x)
   tangent = _normal(x.shape, seed=1)
   _, jvp = jax.jvp(lambda x: convs['xla'].apply(params, x), (x,), (tangent,))
   # Linear in x (plus a bias): the tangent is the convolution of the tangent.
   np.testing.assert_allclose(jvp, convs['xla'].apply(params, tangent)
                              - convs['xla'].apply(params, jnp.zeros_like(x)), atol=1e-4)
-  with pytest.raises(TypeError, match='forward-mode'):
-    jax.jvp(lambda x: convs['im2col'].apply(params, x), (x,), (tangent,))
+  for impl in ('im2col', 'winograd'):
+    with pytest.raises(TypeError, match='forward-mode'):
+      jax.jvp(lambda x: convs[impl].apply(params, x), (x,), (tangent,))
 
 
 def test_conv_without_bias_and_in_bfloat16():
@@ -160,7 +162,7 @@ def test_conv_errors_name_the_problem():
     jax.eval_shape(Conv(2, (3, 3), padding='CAUSAL').init, KEY, x2d)
   with pytest.raises(JaxdlError, match=r"unknown conv padding 'FULL'"):
     jax.eval_shape(Conv(2, (3, 3), padding='FULL').init, KEY, x2d)
-  with pytest.raises(JaxdlError, match=r"unknown conv impl 'cudnn' \(choices: auto, xla, im2col\)"):
+  with pytest.raises(JaxdlError, match=r"unknown conv impl 'cudnn' \(choices: auto, xla, im2col, winograd\)"):
     jax.eval_shape(Conv(2, (3, 3), impl='cudnn').init, KEY, x2d)
   with pytest.raises(JaxdlError, match=r'kernel_size \(3,\) expects inputs'):
     jax.eval_shape(Conv(2, (3,)).init, KEY, x2d)
@@ -168,12 +170,94 @@ def test_conv_errors_name_the_problem():
     jax.eval_shape(Conv(2, (7, 7), padding='VALID').init, KEY, x2d)
 
 
-def test_auto_impl_is_im2col_on_cpu_and_native_elsewhere():
-  assert resolve_conv_impl('auto', backend='cpu') == 'im2col'
-  assert resolve_conv_impl('auto', backend='gpu') == 'xla'
+def test_auto_impl_is_im2col_or_winograd_on_cpu_and_native_elsewhere():
+  size = (WINOGRAD_MIN_OUT_SIZE, WINOGRAD_MIN_OUT_SIZE + 3)
+  batch = -(-WINOGRAD_MIN_OUT_POSITIONS // (size[0] * size[1]))  # just enough positions
+  fits = dict(kernel_size=(3, 3), strides=(1, 1), dilation=(1, 1), in_features=WINOGRAD_MIN_IN_FEATURES,
+              out_sizes=size, batch=batch)
+  assert resolve_conv_impl('auto', backend='cpu', **fits) == 'winograd'
+  # Each condition on its own sends 'auto' back to im2col on the CPU.
+  for change in [dict(in_features=WINOGRAD_MIN_IN_FEATURES - 1),
+                 dict(out_sizes=(WINOGRAD_MIN_OUT_SIZE - 1, 20)), dict(batch=batch - 1),
+                 dict(strides=(2, 2)), dict(dilation=(1, 2)),
+                 dict(kernel_size=(5, 5)), dict(kernel_size=(3,), strides=(1,), dilation=(1,), out_sizes=(40,))]:
+    assert resolve_conv_impl('auto', backend='cpu', **{**fits, **change}) == 'im2col', change
+  assert resolve_conv_impl('auto', backend='cpu') == 'im2col'  # a caller that cannot run Winograd
+  assert resolve_conv_impl('auto', backend='gpu', **fits) == 'xla'
   assert resolve_conv_impl('auto', backend='tpu') == 'xla'
-  assert resolve_conv_impl('xla', backend='cpu') == 'xla'
-  assert resolve_conv_impl('im2col', backend='tpu') == 'im2col'
+  assert resolve_conv_impl('xla', backend='cpu', **fits) == 'xla'
+  assert resolve_conv_impl('im2col', backend='tpu', **fits) == 'im2col'
+  # An explicit 'winograd' needs only the kernel to fit (any channels, size or backend) ...
+  assert resolve_conv_impl('winograd', backend='gpu', **{**fits, 'in_features': 1, 'out_sizes': (1, 1)}) == 'winograd'
+  # ... and is im2col for the convolutions it cannot compute.
+  assert resolve_conv_impl('winograd', backend='cpu', **{**fits, 'strides': (1, 2)}) == 'im2col'
+
+
+# Winograd's cases: odd and even output sizes (odd ones pad the last tile),
+# SAME and VALID, channels below and above 'auto's threshold.
+WINOGRAD_CASES = [((2, 9, 10, 3), 'SAME'), ((2, 9, 10, 3), 'VALID'), ((3, 6, 7, 16), 'SAME'), ((1, 3, 3, 2), 'SAME')]
+
+
+@pytest.mark.parametrize('shape,padding', WINOGRAD_CASES)
+def test_winograd_matches_xla_values_and_gradients(shape, padding):
+  x = _normal(shape)
+  convs = {impl: Conv(5, (3, 3), padding=padding, impl=impl) for impl in ('xla', 'winograd')}
+  params = _random_params(convs['xla'], x)
+  cotangent = _normal(jax.eval_shape(convs['xla'].apply, params, x).shape, seed=2)
+
+  @jax.jit
+  def values_and_grads(params, x):
+    return {impl: (conv.apply(params, x),
+                   jax.grad(lambda p, x: jnp.sum(conv.apply(p, x) * cotangent), argnums=(0, 1))(params, x))
+            for impl, conv in convs.items()}
+
+  out = values_and_grads(params, x)
+  for ours, ref in zip(jax.tree.leaves(out['winograd']), jax.tree.leaves(out['xla'])):
+    assert np.abs(ref).max() > 1
+    # The transforms add and halve: float32 rounding, relative to the values' scale.
+    np.testing.assert_allclose(ours, ref, atol=2e-6 * np.abs(ref).max(), rtol=0)
+
+
+def test_winograd_second_order_gradients_match_xla():
+  x = _normal((2, 6, 6, 3))
+  convs = {impl: Conv(4, (3, 3), impl=impl) for impl in ('xla', 'winograd')}
+  params = _random_params(convs['xla'], x)
+
+  def penalty(conv, p, x):  # ||d sum(tanh(conv(x))) / dx||^2, as a gradient penalty takes it
+    input_grad = jax.grad(lambda x: jnp.sum(jnp.tanh(conv.apply(p, x))))(x)
+    return jnp.sum(input_grad ** 2)
+
+  out = jax.jit(lambda p, x: {impl: jax.grad(penalty, argnums=(1, 2))(conv, p, x)
+                              for impl, conv in convs.items()})(params, x)
+  for ours, ref in zip(jax.tree.leaves(out['winograd']), jax.tree.leaves(out['xla'])):
+    assert np.abs(ref).max() > 0
+    np.testing.assert_allclose(ours, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+
+
+def test_winograd_runs_where_it_fits_and_im2col_elsewhere():
+  x = _normal((WINOGRAD_MIN_OUT_POSITIONS // 64, 8, 8, WINOGRAD_MIN_IN_FEATURES))
+  run = lambda conv, x: jax.jit(conv.apply)(_random_params(conv, x), x)
+  # 'auto' on the CPU picks Winograd for a layer this size: the same bits.
+  np.testing.assert_array_equal(run(Conv(4, (3, 3), impl='auto'), x), run(Conv(4, (3, 3), impl='winograd'), x))
+  # ... and im2col below the channel or batch threshold; a model-wide 'winograd' is im2col at stride 2.
+  for small in (x[..., :2], x[:-1]):
+    np.testing.assert_array_equal(run(Conv(4, (3, 3), impl='auto'), small), run(Conv(4, (3, 3), impl='im2col'), small))
+  np.testing.assert_array_equal(run(Conv(4, (3, 3), strides=2, impl='winograd'), x),
+                                run(Conv(4, (3, 3), strides=2, impl='im2col'), x))
+  # Winograd and im2col round differently, so they are distinguishable at all.
+  assert not np.array_equal(run(Conv(4, (3, 3), impl='winograd'), x), run(Conv(4, (3, 3), impl='im2col'), x))
+
+
+def test_winograd_in_bfloat16():
+  x = _normal((2, 8, 8, 4))
+  params = _random_params(Conv(3, (3, 3)), x)
+  ref = jax.jit(Conv(3, (3, 3), impl='xla').apply)(params, x)
+  conv = Conv(3, (3, 3), impl='winograd', dtype=jnp.bfloat16)
+  y = jax.jit(conv.apply)(params, x)
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y, np.float32), ref, atol=0.05 * np.abs(ref).max())
+  grad = jax.jit(jax.grad(lambda p: jnp.sum(conv.apply(p, x).astype(jnp.float32))))(params)
+  assert grad['params']['kernel'].dtype == jnp.float32  # param_dtype: the gradient of float32 params
 
 
 # (input shape, window): 1-D and 2-D, with remainders that VALID drops.

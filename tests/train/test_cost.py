@@ -10,7 +10,9 @@ from jax import monitoring
 
 from jaxdl.configs import apply_overrides, load_preset
 from jaxdl.loops.supervised.experiment import SupervisedTask
+from jaxdl.models.conv import Conv
 from jaxdl.train import cost as cost_lib
+from jaxdl.utils import flops as flops_lib
 
 BATCH, IN, HIDDEN, OUT = 16, 12, 24, 5
 
@@ -81,3 +83,22 @@ def test_mfu_is_reported_for_gpus_of_known_peak_only():
 def test_the_start_up_line_says_flops_devices_and_peak():
   line = cost_lib.describe({"flops_per_step": 2.5e9, "peak_bytes": 3 * 2 ** 20}, 8)
   assert line.startswith("one step: 2.5 GFLOP") and "over 8 devices" in line and "peak 3.0 MiB per device" in line
+
+
+def test_winograd_convolutions_count_the_model_flops_of_the_convolution():
+  # Winograd does 16 products per 2x2 tile for the 36 multiply-adds of a 3x3 convolution: the count is the
+  # convolution's (as im2col's one product and XLA's convolution count it), not the multiplications executed.
+  x = jnp.ones((4, 8, 6, 8))
+
+  def step_flops(impl):
+    conv = Conv(16, (3, 3), impl=impl)
+    params = conv.init(jax.random.PRNGKey(0), x)
+    loss = lambda p, x: jnp.sum(conv.apply(p, x) ** 2)
+    return cost_lib.matmul_flops(jax.make_jaxpr(jax.value_and_grad(loss, argnums=(0, 1)))(params, x).jaxpr)
+
+  model = 2 * 4 * 8 * 6 * (9 * 8) * 16  # 2 x the multiply-adds of one pass
+  assert step_flops("xla") == step_flops("im2col") == 3 * model  # forward, kernel gradient, input gradient
+  assert step_flops("winograd") == pytest.approx(3 * model, rel=1e-12)
+  assert flops_lib.factor_of("jvp(CNN/Conv_1/model_flops_x2.25)") == 2.25
+  assert flops_lib.factor_of("transpose(jvp(model_flops_x2.25/model_flops_x0))") == 0.0  # the innermost scope
+  assert flops_lib.factor_of("CNN/Conv_1") == 1.0
