@@ -351,13 +351,12 @@ def _winograd_fwd(x, kernel):
   y = _combine(_WINOGRAD_OUT, m)  # output position (a, b) of every tile
   y = jnp.stack([jnp.stack(y[2 * i:2 * i + 2], axis=1) for i in range(2)], axis=1)  # (tiles, 2, 2, F)
   y = y.reshape(batch, th, tw, 2, 2, -1).transpose(0, 1, 3, 2, 4, 5)
-  return y.reshape(batch, 2 * th, 2 * tw, -1), (v, u, kernel, x.shape)
+  return y.reshape(batch, 2 * th, 2 * tw, -1), (v, u)
 
 
 def _winograd_bwd(residuals, dy):
-  v, u, kernel, x_shape = residuals
-  batch, hp, wp, c_in = x_shape
-  th, tw = (hp - 2) // 2, (wp - 2) // 2
+  v, u = residuals  # arrays only: every size comes from them and from dy (B, 2 * th, 2 * tw, F)
+  batch, th, tw, c_in = dy.shape[0], dy.shape[1] // 2, dy.shape[2] // 2, v[0].shape[-1]
   dy = dy.reshape(batch, th, 2, tw, 2, -1)
   dm = [part.reshape(batch * th * tw, -1)
         for part in _combine(_transpose(_WINOGRAD_OUT), [dy[:, :, i, :, j] for i in range(2) for j in range(2)])]
@@ -367,7 +366,7 @@ def _winograd_bwd(residuals, dy):
     du = jnp.stack([lax.dot_general(v[k], dm[k], (((0,), (0,)), ((), ()))) for k in range(16)])  # (16, C_in, F)
   g = jnp.asarray(_WINOGRAD_G, du.dtype)
   with flops_lib.stands_for(0):
-    d_kernel = jnp.einsum('ij,ilcf,lk->jkcf', g, du.reshape(4, 4, *du.shape[1:]), g).astype(kernel.dtype)
+    d_kernel = jnp.einsum('ij,ilcf,lk->jkcf', g, du.reshape(4, 4, *du.shape[1:]), g).astype(u.dtype)
   b = _transpose(_WINOGRAD_BT)
   cols = [_untile_rows(_combine(b, dv[4 * k:4 * k + 4]), 2) for k in range(4)]
   d_x = _untile_rows(_combine(b, cols), 1)
