@@ -5,8 +5,8 @@ implementations, because XLA's CPU backend runs a convolution's backward pass
 badly inside ``lax.scan`` (see ``resolve_conv_impl``): XLA's native
 convolution; im2col (the kernel offsets' shifted views stacked, then one
 matrix product); or, for 3x3 kernels at stride 1, Winograd's minimal
-filtering F(2x2, 3x3), which does the same work in 16 products of 2.25x fewer
-multiplications in all.
+filtering F(2x2, 3x3), which computes the same result with 2.25x fewer
+multiplications (16 products over the input channels, on 4x4 tiles).
 """
 
 from collections.abc import Sequence
