@@ -22,6 +22,14 @@ from jaxdl.utils import flops as flops_lib
 _WINOGRAD_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 _WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
 _WINOGRAD_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+# The 2-D transforms as one matrix each over a tile's flattened positions:
+# entry (k * 4 + l, u * 4 + w) of B^T (x) B^T takes input position (u, w) into
+# transformed position (k, l); (a * 2 + b, i * 4 + j) of A^T (x) A^T takes
+# product (i, j) into output (a, b). All entries are 0 or +-1.
+_WINOGRAD_IN = np.kron(np.array(_WINOGRAD_BT), np.array(_WINOGRAD_BT))
+_WINOGRAD_OUT = np.kron(np.array(_WINOGRAD_AT), np.array(_WINOGRAD_AT))
+# 16 products per 2x2 output tile stand for the convolution's 4 * 9 multiply-adds (model FLOPs: jaxdl.utils.flops).
+_WINOGRAD_FLOPS = 36 / 16
 
 
 def _combine(matrix: Sequence[Sequence[int]], parts: Sequence[jax.Array]) -> list[jax.Array]:
@@ -82,16 +90,6 @@ def winograd_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   th, tw = -(-h // 2), -(-w // 2)  # output tiles per axis
   x = jnp.pad(x, ((0, 0), (0, 2 * th + 2 - x.shape[1]), (0, 2 * tw + 2 - x.shape[2]), (0, 0)))
   return _winograd_tiles(x, kernel)[:, :h, :w]
-
-
-# The 2-D transforms as one matrix each over a tile's flattened positions:
-# entry (k * 4 + l, u * 4 + w) of B^T (x) B^T takes input position (u, w) into
-# transformed position (k, l); (a * 2 + b, i * 4 + j) of A^T (x) A^T takes
-# product (i, j) into output (a, b). All entries are 0 or +-1.
-_WINOGRAD_IN = np.kron(np.array(_WINOGRAD_BT), np.array(_WINOGRAD_BT))
-_WINOGRAD_OUT = np.kron(np.array(_WINOGRAD_AT), np.array(_WINOGRAD_AT))
-# 16 products per 2x2 output tile stand for the convolution's 4 * 9 multiply-adds (model FLOPs: jaxdl.utils.flops).
-_WINOGRAD_FLOPS = 36 / 16
 
 
 # The backward pass is written by hand, as im2col's is: autodiff's transposes
