@@ -1,10 +1,12 @@
 """Building blocks shared by the model families (the convolution is ``jaxdl.models.conv``).
 
 ``max_pool`` / ``avg_pool`` reduce non-overlapping windows by reshaping, which
-avoids XLA's slow select-and-scatter gradient of ``nn.max_pool`` on CPU.
+avoids XLA's slow select-and-scatter gradient of ``nn.max_pool`` on CPU;
+``max_pool``'s backward is written by hand (docs/design.md, trap 16).
 """
 
 from collections.abc import Callable, Sequence
+import functools
 import inspect
 import itertools
 from typing import Any
@@ -106,7 +108,8 @@ def _per_axis(value: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
   return value
 
 
-def _pool(x: jax.Array, window: int | Sequence[int], reduce, what: str) -> jax.Array:
+def _windows(x: jax.Array, window: int | Sequence[int], what: str) -> tuple[jax.Array, tuple[int, ...]]:
+  """``x`` (B, *S, C) as (B, S_1/w_1, w_1, S_2/w_2, w_2, ..., C), and the window axes of that view."""
   nd = x.ndim - 2
   if nd < 1:
     raise JaxdlError(f'{what} expects inputs (B, *spatial, C), got shape {tuple(x.shape)}')
@@ -118,9 +121,47 @@ def _pool(x: jax.Array, window: int | Sequence[int], reduce, what: str) -> jax.A
         f'{what} window {window} is larger than the spatial size {tuple(sizes)}')
   # Crop the remainder, as VALID padding drops windows that do not fit.
   x = x[(slice(None), *(slice(0, m * w) for m, w in zip(out, window)), slice(None))]
-  # (B, *S, C) -> (B, S_1/w_1, w_1, S_2/w_2, w_2, ..., C)
   x = x.reshape(batch, *itertools.chain(*zip(out, window)), channels)
-  return reduce(x, axis=tuple(range(2, 2 * nd + 1, 2)))
+  return x, tuple(range(2, 2 * nd + 1, 2))
+
+
+# The max's gradient by hand. Autodiff of jnp.max builds its tie mask and
+# counts in the forward pass (three more passes over the pooled input, kept
+# for the backward); here the forward is the max alone and the backward
+# builds the mask where it writes the gradient. The backward takes the max
+# again, from the very values it compares with it: XLA recomputes a cheap
+# producer (batch norm and relu) inside each fusion that reads it, and a max
+# from the forward pass's copy can differ from the backward's copy in the
+# last bit, so that no position in a window equals it (a zero count, NaN).
+# The gradient is JAX's rule for reduce_max: loc * (dy / count).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _window_max(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+  return jnp.max(x, axis=axes)
+
+
+def _window_max_fwd(x, axes):
+  return jnp.max(x, axis=axes), x
+
+
+def _window_max_bwd(axes, x, dy):
+  y = _reduce_windows(x, axes, jnp.maximum)  # elementwise over the window's offsets, see above
+  loc = (x == jnp.expand_dims(y, axes)).astype(dy.dtype)
+  count = _reduce_windows(loc, axes, jnp.add)
+  return (loc * jnp.expand_dims(dy / count, axes),)
+
+
+def _reduce_windows(v: jax.Array, axes: tuple[int, ...], op) -> jax.Array:
+  """``op`` over the window axes of a ``_windows`` view, one offset at a time: elementwise, so XLA fuses it."""
+  total = None
+  for offsets in itertools.product(*(range(v.shape[a]) for a in axes)):
+    index = [slice(None)] * v.ndim
+    for a, o in zip(axes, offsets):
+      index[a] = o
+    total = v[tuple(index)] if total is None else op(total, v[tuple(index)])
+  return total
+
+
+_window_max.defvjp(_window_max_fwd, _window_max_bwd)
 
 
 def max_pool(x: jax.Array, window: int | Sequence[int]) -> jax.Array:
@@ -128,8 +169,9 @@ def max_pool(x: jax.Array, window: int | Sequence[int]) -> jax.Array:
 
   Equal to ``nn.max_pool(x, window, strides=window, padding='VALID')``, but the
   gradient is an elementwise mask instead of XLA's select-and-scatter, which
-  measured about 2x faster for a whole CNN step on CPU. Where a window holds
-  tied maxima the gradient is split between them evenly.
+  measured about 2x faster for a whole CNN step on CPU, and the mask is built
+  in the backward pass alone. Where a window holds tied maxima the gradient
+  is split between them evenly.
 
   Args:
     x: (B, *spatial, C), any number of spatial axes.
@@ -139,12 +181,14 @@ def max_pool(x: jax.Array, window: int | Sequence[int]) -> jax.Array:
   Returns:
     (B, *(spatial // window), C).
   """
-  return _pool(x, window, jnp.max, 'max_pool')
+  x, axes = _windows(x, window, 'max_pool')
+  return _window_max(x, axes)
 
 
 def avg_pool(x: jax.Array, window: int | Sequence[int]) -> jax.Array:
   """Mean over non-overlapping windows (stride = window, VALID); see ``max_pool``."""
-  return _pool(x, window, jnp.mean, 'avg_pool')
+  x, axes = _windows(x, window, 'avg_pool')
+  return jnp.mean(x, axis=axes)
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
