@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import as_sequence, dropout, length_mask, masked_pool
+from jaxdl.models.layers import as_sequence, dropout, length_mask, masked_pool, on_rows
 from jaxdl.utils.errors import JaxdlError
 
 Dtype = Any
@@ -362,8 +362,8 @@ class RNNLanguageModel(nn.Module):
         self.forget_bias, self.kernel_init, self.recurrent_init, self.dtype,
         self.param_dtype, name='encoder')(x, train=train)  # (B, T, H)
     ys = dropout(ys, self.dropout, train)
-    logits = nn.Dense(self.num_classes, kernel_init=get_initializer(self.kernel_init),
-                      dtype=self.dtype, param_dtype=self.param_dtype, name='head')(ys)
+    logits = on_rows(nn.Dense(self.num_classes, kernel_init=get_initializer(self.kernel_init),
+                              dtype=self.dtype, param_dtype=self.param_dtype, name='head'), ys, 1)
     return logits.astype(jnp.float32)  # (B, T, V)
 
 

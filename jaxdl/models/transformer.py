@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.initializers import get_initializer
-from jaxdl.models.layers import as_sequence, dropout, length_mask, masked_pool, zero_padding
+from jaxdl.models.layers import as_sequence, dropout, length_mask, masked_pool, on_rows, zero_padding
 from jaxdl.utils.errors import JaxdlError
 
 Dtype = Any
@@ -70,7 +70,8 @@ class SelfAttention(nn.Module):
     head = width // self.num_heads
     dense = functools.partial(nn.DenseGeneral, kernel_init=get_initializer(self.kernel_init),
                               dtype=self.dtype, param_dtype=self.param_dtype)
-    qkv = dense((3, self.num_heads, head), name='qkv')(x)  # (B, T, 3, heads, Dh)
+    # Every projection on rows (B * T, ...), see _rows.
+    qkv = on_rows(dense((3, self.num_heads, head), name='qkv'), x, 1)  # (B, T, 3, heads, Dh)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, heads, Dh)
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / math.sqrt(head)
     # The most negative float, not -inf: a row with no visible key (a padded
@@ -80,7 +81,7 @@ class SelfAttention(nn.Module):
     self.sow('intermediates', 'attention', weights)
     weights = dropout(weights, self.attention_dropout, train).astype(self.dtype)
     out = jnp.einsum('bhqk,bkhd->bqhd', weights, v)  # (B, T, heads, Dh)
-    return dense(width, axis=(-2, -1), name='out')(out)  # (B, T, D)
+    return on_rows(dense(width, axis=(-2, -1), name='out'), out, 2)  # (B, T, D)
 
 
 class TransformerBlock(nn.Module):
@@ -112,8 +113,8 @@ class TransformerBlock(nn.Module):
     y = SelfAttention(self.num_heads, self.attention_dropout, self.kernel_init, self.dtype,
                       self.param_dtype, name='attention')(norm(name='norm_1')(x), mask, train=train)
     x = x + dropout(y, self.dropout, train)  # (B, T, D)
-    y = nn.gelu(dense(self.mlp_dim, name='mlp_in')(norm(name='norm_2')(x)))  # (B, T, mlp_dim)
-    y = dense(x.shape[-1], name='mlp_out')(y)
+    mlp = lambda rows: dense(x.shape[-1], name='mlp_out')(nn.gelu(dense(self.mlp_dim, name='mlp_in')(rows)))
+    y = on_rows(mlp, norm(name='norm_2')(x), 1)
     return x + dropout(y, self.dropout, train)  # (B, T, D)
 
 
@@ -226,8 +227,8 @@ class TransformerClassifier(nn.Module):
     if lengths is not None:
       lengths = -(-lengths // p)  # a token is valid if any of its steps is
     mask = length_mask(lengths, batch, steps // p)  # (B, T')
-    x = nn.Dense(self.width, kernel_init=get_initializer(self.kernel_init), dtype=self.dtype,
-                 param_dtype=self.param_dtype, name='embed')(x)  # (B, T', D)
+    x = on_rows(nn.Dense(self.width, kernel_init=get_initializer(self.kernel_init), dtype=self.dtype,
+                         param_dtype=self.param_dtype, name='embed'), x, 1)  # (B, T', D)
     if self.pooling == 'cls':
       cls = self.param('cls', nn.initializers.normal(0.02), (self.width,), self.param_dtype)
       x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.width)), x],
@@ -301,7 +302,7 @@ class TransformerLanguageModel(nn.Module):
                self.positions, self.max_len, self.kernel_init, self.dtype, self.param_dtype,
                name='trunk')(x, causal, train=train)  # (B, T, D)
     if self.tie_embeddings:
-      logits = embed.attend(x)  # (B, T, V)
+      logits = on_rows(embed.attend, x, 1)  # (B, T, V)
     else:
       logits = nn.Dense(self.num_classes, kernel_init=get_initializer(self.kernel_init),
                         dtype=self.dtype, param_dtype=self.param_dtype, name='head')(x)

@@ -12,6 +12,7 @@ from jaxdl.models import (ACTIVATIONS, Conv, avg_pool, get_activation,
                           global_avg_pool, global_max_pool, max_pool)
 from jaxdl.models.conv import (WINOGRAD_MIN_IN_FEATURES, WINOGRAD_MIN_OUT_POSITIONS, WINOGRAD_MIN_OUT_SIZE,
                                resolve_conv_impl)
+from jaxdl.models.layers import on_rows
 from jaxdl.utils.errors import JaxdlError
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
@@ -340,6 +341,27 @@ def test_pool_errors_name_the_window_and_size():
   with pytest.raises(JaxdlError, match=(
       r'avg_pool window \(2, 2, 2\) has 3 entries for 1 spatial axes')):
     avg_pool(jnp.ones((1, 8, 1)), (2, 2, 2))
+
+
+def test_on_rows_is_the_layer_on_the_full_input():
+  # A model that runs its projection through on_rows has the same parameters
+  # (names and shapes) as one that does not, and the same outputs within
+  # float rounding.
+  class Projection(nn.Module):
+    rows: bool
+
+    @nn.compact
+    def __call__(self, x):  # (B, T, heads, Dh) -> (B, T, 7)
+      layer = nn.DenseGeneral(7, axis=(-2, -1), name='out')
+      return on_rows(layer, x, 2) if self.rows else layer(x)
+
+  x = _normal((3, 5, 4, 6))
+  params = Projection(rows=False).init(KEY, x)
+  assert (jax.tree.map(jnp.shape, Projection(rows=True).init(KEY, x))
+          == jax.tree.map(jnp.shape, params))
+  out = Projection(rows=True).apply(params, x)
+  assert out.shape == (3, 5, 7)
+  np.testing.assert_allclose(out, Projection(rows=False).apply(params, x), rtol=1e-5, atol=1e-6)
 
 
 def test_global_pools_reduce_all_spatial_axes():
