@@ -70,7 +70,7 @@ class SelfAttention(nn.Module):
     head = width // self.num_heads
     dense = functools.partial(nn.DenseGeneral, kernel_init=get_initializer(self.kernel_init),
                               dtype=self.dtype, param_dtype=self.param_dtype)
-    # Every projection on rows (B * T, ...), see _rows.
+    # Every projection runs on rows (B * T, ...): see layers.on_rows.
     qkv = on_rows(dense((3, self.num_heads, head), name='qkv'), x, 1)  # (B, T, 3, heads, Dh)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, heads, Dh)
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / math.sqrt(head)
@@ -113,7 +113,8 @@ class TransformerBlock(nn.Module):
     y = SelfAttention(self.num_heads, self.attention_dropout, self.kernel_init, self.dtype,
                       self.param_dtype, name='attention')(norm(name='norm_1')(x), mask, train=train)
     x = x + dropout(y, self.dropout, train)  # (B, T, D)
-    mlp = lambda rows: dense(x.shape[-1], name='mlp_out')(nn.gelu(dense(self.mlp_dim, name='mlp_in')(rows)))
+    def mlp(rows):  # (B * T, D) -> (B * T, D)
+      return dense(x.shape[-1], name='mlp_out')(nn.gelu(dense(self.mlp_dim, name='mlp_in')(rows)))
     y = on_rows(mlp, norm(name='norm_2')(x), 1)
     return x + dropout(y, self.dropout, train)  # (B, T, D)
 
